@@ -1,0 +1,29 @@
+//! `cep-core`: the engine's data model and the reference matcher.
+//!
+//! Stages that live here, in run-time order:
+//! - [`schema`] and [`symbol`]: event types and interned strings (input: declarations; output: a
+//!   [`schema::Catalog`] that tapes, rules and batches share).
+//! - [`event`]: fixed-width records and struct-of-arrays [`event::EventBatch`]es (input: decoded
+//!   feeds; next stage: a matcher).
+//! - [`expr`]: compiled conditions evaluated against an event and a partial match.
+//! - [`nfa`]: the compiled automaton of one rule ([`nfa::Builder`] -> [`nfa::Nfa`]).
+//! - [`rule`]: a compiled rule (stream filter, partition key, automaton, emit spec).
+//! - [`reference`]: the reference matcher, the semantic oracle (input: events; output: [`signal::Signal`]s).
+//! - [`signal`]: matches turned into signals (next stage: a sink or scorer).
+//!
+//! This crate depends on no other workspace crate.
+
+pub mod event;
+pub mod expr;
+pub mod nfa;
+pub mod reference;
+pub mod rule;
+pub mod schema;
+pub mod signal;
+pub mod symbol;
+pub mod value;
+
+pub use event::{Event, EventBatch, EventView};
+pub use schema::{Catalog, FieldType, TypeId};
+pub use symbol::SymbolTable;
+pub use value::Value;

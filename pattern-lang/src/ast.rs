@@ -1,0 +1,351 @@
+//! Syntax tree of a `.cep` file, exactly as written.
+//!
+//! Produced by [`crate::parse::parse_file`]; consumed by the lowering stage, which resolves names
+//! against event schemas and checks types. Nothing here is resolved or type checked: an event type
+//! such as `f64` or `venue` is kept as an [`Ident`], and a condition such as `qty >= 10` refers to
+//! `qty` only by name.
+//!
+//! Every node carries a [`Span`] of byte offsets into the source so that later stages can point
+//! carets at exactly the offending text (an [`Ident`]'s span covers exactly the identifier).
+
+use crate::diag::Span;
+
+/// A whole `.cep` file: its items in source order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct File {
+    /// Declarations and rules, in the order they were written.
+    pub items: Vec<Item>,
+}
+
+/// One top-level item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// `enum NAME { A, B }`
+    Enum(EnumDecl),
+    /// `event NAME { field: type, ... }`
+    Event(EventDecl),
+    /// `rule NAME clause*` (boxed: a rule is much larger than a declaration).
+    Rule(Box<RuleDecl>),
+}
+
+/// An identifier and where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ident {
+    /// The identifier text.
+    pub name: String,
+    /// Span of exactly the identifier.
+    pub span: Span,
+}
+
+/// `enum NAME { VARIANT, ... }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnumDecl {
+    /// The enum's name.
+    pub name: Ident,
+    /// Variants in declaration order (at least one).
+    pub variants: Vec<Ident>,
+    /// From `enum` to the closing `}`.
+    pub span: Span,
+}
+
+/// `event NAME { field: type, ... }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventDecl {
+    /// The event type's name.
+    pub name: Ident,
+    /// Fields in declaration order (at least one).
+    pub fields: Vec<FieldDecl>,
+    /// From `event` to the closing `}`.
+    pub span: Span,
+}
+
+/// `name: type` inside an event declaration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldDecl {
+    /// The field's name.
+    pub name: Ident,
+    /// The type as written (`i64`, `u64`, `f64`, `bool`, `sym`, `ts`, `side`, or an enum name);
+    /// checking it is the lowering's job.
+    pub ty: Ident,
+}
+
+/// `rule NAME` followed by its clauses (each at most once, in any order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleDecl {
+    /// The rule's name.
+    pub name: Ident,
+    /// `from A, B`: event types the rule reads (empty if the clause is absent).
+    pub from: Vec<Ident>,
+    /// `partition by f, g`: partition key fields (empty if the clause is absent).
+    pub partition_by: Vec<Ident>,
+    /// `pattern ...` (required).
+    pub pattern: Pattern,
+    /// `define V as COND ...`, in source order (empty if the clause is absent).
+    pub defines: Vec<Define>,
+    /// `within DURATION`: nanoseconds, and the span of the duration literal.
+    pub within: Option<(i64, Span)>,
+    /// `select all|first`, and the span of the `all`/`first` word.
+    pub select: Option<(Selection, Span)>,
+    /// `after match SKIP`, and the span of the skip strategy (the words after `after match`).
+    pub after_match: Option<(AfterMatch, Span)>,
+    /// `emit NAME { ... }`.
+    pub emit: Option<Emit>,
+    /// From `rule` to the end of its last clause.
+    pub span: Span,
+}
+
+/// A sequence pattern: `a b{2,} -> c ->> d?`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pattern {
+    /// Elements in order (at least one).
+    pub elements: Vec<Element>,
+    /// From the first element to the end of the last one.
+    pub span: Span,
+}
+
+/// One pattern variable with its quantifier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Element {
+    /// The pattern variable.
+    pub var: Ident,
+    /// How many events the variable binds; `{1,1}` greedy when none is written.
+    pub quantifier: Quantifier,
+    /// Contiguity of the transition *into* this element, i.e. of the operator written before it
+    /// (juxtaposition = strict, `->` = relaxed, `->>` = any). The first element is `Strict`.
+    pub contiguity: Contiguity,
+    /// From the variable to the end of its quantifier.
+    pub span: Span,
+}
+
+/// `?`, `*`, `+`, `{n}`, `{n,}`, `{n,m}`, each optionally followed by `?` (reluctant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quantifier {
+    /// Minimum number of events.
+    pub min: u32,
+    /// Maximum number of events; `None` = unbounded.
+    pub max: Option<u32>,
+    /// `true` unless a trailing `?` made it reluctant.
+    pub greedy: bool,
+    /// The quantifier text; an empty span right after the variable when none was written.
+    pub span: Span,
+}
+
+impl Quantifier {
+    /// The implicit quantifier `{1,1}` (greedy), with an empty span at `at`.
+    pub fn one(at: usize) -> Self {
+        Quantifier {
+            min: 1,
+            max: Some(1),
+            greedy: true,
+            span: Span::new(at, at),
+        }
+    }
+}
+
+/// Event contiguity between two pattern elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contiguity {
+    /// Juxtaposition: the next event in the partition must match.
+    Strict,
+    /// `->`: skip till next match.
+    Relaxed,
+    /// `->>`: skip till any match.
+    Any,
+}
+
+/// `select all` (every match) or `select first` (preferred match).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// `select all`
+    All,
+    /// `select first`
+    First,
+}
+
+/// After-match skip strategy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AfterMatch {
+    /// `no skip`
+    NoSkip,
+    /// `skip to next`
+    ToNext,
+    /// `skip past last`
+    PastLast,
+    /// `skip to first VAR`
+    ToFirst(Ident),
+    /// `skip to last VAR`
+    ToLast(Ident),
+}
+
+/// `VAR as CONDITION` inside a `define` clause.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Define {
+    /// The pattern variable being defined.
+    pub var: Ident,
+    /// The condition an event must satisfy to bind to `var`.
+    pub cond: Expr,
+}
+
+/// `emit SIGNAL { field: expr, ... }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emit {
+    /// The emitted signal's name.
+    pub signal: Ident,
+    /// Output fields in order (may be empty).
+    pub fields: Vec<EmitField>,
+    /// From `emit` to the closing `}`.
+    pub span: Span,
+}
+
+/// One output field of an `emit` clause.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmitField {
+    /// The output field's name.
+    pub name: Ident,
+    /// Its value; a bare `name` is shorthand for `name: name` and yields `ExprKind::Name` with the
+    /// same span as `name`.
+    pub value: Expr,
+}
+
+/// An expression with its span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expr {
+    /// What kind of expression this is.
+    pub kind: ExprKind,
+    /// The expression's text (including enclosing parentheses when it was parenthesized).
+    pub span: Span,
+}
+
+/// Expression variants.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExprKind {
+    /// Integer literal, e.g. `1_000`.
+    Int(u64),
+    /// Float literal, e.g. `1.5`, `2e3`.
+    Float(f64),
+    /// Duration literal in nanoseconds, e.g. `500ms`.
+    Duration(i64),
+    /// String literal with escapes resolved.
+    Str(String),
+    /// `true` / `false`.
+    Bool(bool),
+    /// A bare name: a field of the current event, a pattern variable, an event type or an enum
+    /// variant (the lowering decides which).
+    Name(String),
+    /// `func(args)`.
+    Call {
+        /// The function name.
+        func: Ident,
+        /// Arguments in order.
+        args: Vec<Expr>,
+    },
+    /// `base.field`.
+    Member {
+        /// The expression before the dot.
+        base: Box<Expr>,
+        /// The field name after the dot.
+        field: Ident,
+    },
+    /// `base[index]`.
+    Index {
+        /// The indexed expression.
+        base: Box<Expr>,
+        /// The literal index.
+        index: u64,
+    },
+    /// `-x`, `not x`.
+    Unary {
+        /// The operator.
+        op: UnaryOp,
+        /// Its operand.
+        operand: Box<Expr>,
+    },
+    /// `lhs op rhs`.
+    Binary {
+        /// The operator.
+        op: BinaryOp,
+        /// Left operand.
+        lhs: Box<Expr>,
+        /// Right operand.
+        rhs: Box<Expr>,
+    },
+    /// `needle in haystack` / `needle not in haystack`.
+    In {
+        /// The value looked for.
+        needle: Box<Expr>,
+        /// Where it is looked for.
+        haystack: InRhs,
+        /// `true` for `not in`.
+        negated: bool,
+    },
+}
+
+/// Right-hand side of `in`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InRhs {
+    /// A parenthesized list: `("buy", "sell")`.
+    List(Vec<Expr>),
+    /// Any other expression, e.g. `big.id` (the values bound so far).
+    Expr(Box<Expr>),
+}
+
+/// Prefix operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnaryOp {
+    /// `-`
+    Neg,
+    /// `not`
+    Not,
+}
+
+/// Infix operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+    /// `%`
+    Rem,
+    /// `==` or `=`
+    Eq,
+    /// `!=` or `<>`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `and`
+    And,
+    /// `or`
+    Or,
+}
+
+impl BinaryOp {
+    /// The operator as it is canonically written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "+",
+            BinaryOp::Sub => "-",
+            BinaryOp::Mul => "*",
+            BinaryOp::Div => "/",
+            BinaryOp::Rem => "%",
+            BinaryOp::Eq => "==",
+            BinaryOp::Ne => "!=",
+            BinaryOp::Lt => "<",
+            BinaryOp::Le => "<=",
+            BinaryOp::Gt => ">",
+            BinaryOp::Ge => ">=",
+            BinaryOp::And => "and",
+            BinaryOp::Or => "or",
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Tape replay: runs a rule file over a tape as fast as possible and measures it.
+//!
+//! Input: a `.cep` rule file and a `.tape`. Output: signals as JSON Lines to a writer, and a
+//! [`ReplayReport`] (throughput, per-event latency percentiles from hdrhistogram, live runs,
+//! evictions, recall/precision against the tape's labels). Used by `strix replay`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use cep_core::event::{EventBatch, EventView};
+use cep_core::reference::MatcherConfig;
+use feeds::tape::{TapeError, TapeReader};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::{Engine, EngineConfig, EngineError, LabelScore};
+
+/// Errors of a replay.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// Reading the rule file failed.
+    #[error("cannot read rules {path}: {source}")]
+    ReadRules {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The rules do not compile against the tape.
+    #[error("{0}")]
+    Rules(#[from] EngineError),
+    /// The tape is unreadable, truncated or corrupt.
+    #[error("{0}")]
+    Tape(#[from] TapeError),
+    /// Writing signals failed.
+    #[error("cannot write signals: {0}")]
+    Output(std::io::Error),
+}
+
+/// What to replay.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// Rule file.
+    pub rules: PathBuf,
+    /// Tape.
+    pub tape: PathBuf,
+    /// Cap of live partial matches per partition key.
+    pub max_runs_per_key: usize,
+}
+
+/// Latency percentiles in nanoseconds.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Latency {
+    /// Median.
+    pub p50_ns: u64,
+    /// 99th percentile.
+    pub p99_ns: u64,
+    /// 99.9th percentile.
+    pub p999_ns: u64,
+    /// Maximum.
+    pub max_ns: u64,
+}
+
+/// One rule's results.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RuleReport {
+    /// Rule name.
+    pub rule: String,
+    /// Signal name.
+    pub signal: String,
+    /// Signals emitted.
+    pub signals: u64,
+    /// Events the rule read.
+    pub events_read: u64,
+    /// Highest number of live partial matches at once.
+    pub peak_live_runs: usize,
+    /// Partial matches evicted by the per-key cap.
+    pub evictions: u64,
+    /// Label class the rule was scored against (when the tape has one with its name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Injected instances of that class on the tape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<usize>,
+    /// Share of instances found by at least one signal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recall: Option<f64>,
+    /// Share of signals that include an event of the class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<f64>,
+}
+
+/// The benchmark report of a replay.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReplayReport {
+    /// Tape path.
+    pub tape: String,
+    /// Rule file path.
+    pub rules_file: String,
+    /// Matcher used.
+    pub matcher: String,
+    /// Events replayed.
+    pub events: u64,
+    /// Signals emitted over all rules.
+    pub signals: u64,
+    /// Wall time of the replay loop (decode + match + signal output), seconds.
+    pub elapsed_s: f64,
+    /// Events per second.
+    pub events_per_s: f64,
+    /// Per-event processing latency (matching and signal output of that event).
+    pub latency: Latency,
+    /// Sum over rules of each rule's peak live partial matches.
+    pub peak_live_runs: usize,
+    /// Evictions over all rules.
+    pub evictions: u64,
+    /// Per-rule results.
+    pub rules: Vec<RuleReport>,
+}
+
+/// Replays `opts.tape` through `opts.rules`, writing signals as JSON Lines to `signals`, calling
+/// `progress(events_done, events_total)` after every block.
+pub fn replay(
+    opts: &ReplayOptions,
+    signals: &mut dyn Write,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ReplayReport, ReplayError> {
+    let source = std::fs::read_to_string(&opts.rules)
+        .map_err(|source| ReplayError::ReadRules { path: opts.rules.clone(), source })?;
+    let tape = TapeReader::open(&opts.tape)?;
+    let config = EngineConfig { matcher: MatcherConfig { max_runs_per_key: opts.max_runs_per_key } };
+    let mut engine = Engine::build(
+        &opts.rules.display().to_string(),
+        &source,
+        Some(tape.catalog()),
+        tape.symbols().clone(),
+        config,
+    )?;
+    let label_names = tape.label_names().to_vec();
+    let has_labels = tape.has_labels();
+    let rule_class: Vec<Option<u16>> = engine
+        .program()
+        .rules
+        .iter()
+        .map(|r| {
+            if !has_labels {
+                return None;
+            }
+            let pos = |n: &str| label_names.iter().position(|l| l == n).filter(|&i| i > 0).map(|i| i as u16);
+            pos(&r.emit.signal).or_else(|| pos(&r.name))
+        })
+        .collect();
+    let mut score = LabelScore::default();
+    let mut hist = Histogram::<u64>::new(3).map_err(|e| ReplayError::Output(std::io::Error::other(e.to_string())))?;
+    let total = tape.info().event_count;
+    let mut batch = EventBatch::new(tape.catalog().slot_count());
+    let mut row = Vec::with_capacity(batch.slot_count());
+    let mut events = 0u64;
+    let mut signal_count = 0u64;
+    let mut write_err: Option<std::io::Error> = None;
+    let mut line = Vec::with_capacity(256);
+    let started = Instant::now();
+    for b in 0..tape.block_count() {
+        tape.read_block(b, &mut batch)?;
+        if has_labels {
+            for i in 0..batch.len() {
+                score.observe(batch.seq()[i], batch.label(i));
+            }
+        }
+        for i in 0..batch.len() {
+            batch.copy_slots(i, &mut row);
+            let view = EventView { seq: batch.seq()[i], ts: batch.ts()[i], type_id: batch.type_ids()[i], slots: &row };
+            let t0 = Instant::now();
+            engine.push_view(view, |s| {
+                signal_count += 1;
+                score.score(s.raw.rule, rule_class[s.raw.rule], &s.raw.seq);
+                line.clear();
+                if let Err(e) = serde_json::to_writer(&mut line, &s.to_json()) {
+                    write_err.get_or_insert(std::io::Error::other(e));
+                }
+                line.push(b'\n');
+                if let Err(e) = signals.write_all(&line) {
+                    write_err.get_or_insert(e);
+                }
+            });
+            hist.saturating_record(t0.elapsed().as_nanos() as u64);
+        }
+        events += batch.len() as u64;
+        if let Some(e) = write_err.take() {
+            return Err(ReplayError::Output(e));
+        }
+        progress(events, total);
+    }
+    engine.finish(|s| {
+        signal_count += 1;
+        score.score(s.raw.rule, rule_class[s.raw.rule], &s.raw.seq);
+        line.clear();
+        if let Err(e) = serde_json::to_writer(&mut line, &s.to_json()) {
+            write_err.get_or_insert(std::io::Error::other(e));
+        }
+        line.push(b'\n');
+        if let Err(e) = signals.write_all(&line) {
+            write_err.get_or_insert(e);
+        }
+    });
+    if let Some(e) = write_err.take() {
+        return Err(ReplayError::Output(e));
+    }
+    signals.flush().map_err(ReplayError::Output)?;
+    let elapsed = started.elapsed().as_secs_f64();
+
+    let mut signals_per_rule = vec![0u64; engine.program().rules.len()];
+    for (rule, (n, _, _)) in score_counts(&score, engine.program().rules.len()) {
+        signals_per_rule[rule] = n;
+    }
+    let stats = engine.stats();
+    let rules: Vec<RuleReport> = engine
+        .program()
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let (recall, precision, instances) = match rule_class[i] {
+                Some(c) => {
+                    let (rc, pr, n) = score.result(i, c);
+                    (rc, pr, Some(n))
+                }
+                None => (None, None, None),
+            };
+            RuleReport {
+                rule: r.name.clone(),
+                signal: r.emit.signal.clone(),
+                signals: signals_per_rule[i],
+                events_read: stats[i].events,
+                peak_live_runs: stats[i].peak_live_runs,
+                evictions: stats[i].evictions,
+                label: rule_class[i].map(|c| label_names[c as usize].clone()),
+                instances,
+                recall,
+                precision,
+            }
+        })
+        .collect();
+    Ok(ReplayReport {
+        tape: opts.tape.display().to_string(),
+        rules_file: opts.rules.display().to_string(),
+        matcher: "reference".into(),
+        events,
+        signals: signal_count,
+        elapsed_s: elapsed,
+        events_per_s: if elapsed > 0.0 { events as f64 / elapsed } else { 0.0 },
+        latency: Latency {
+            p50_ns: hist.value_at_quantile(0.5),
+            p99_ns: hist.value_at_quantile(0.99),
+            p999_ns: hist.value_at_quantile(0.999),
+            max_ns: hist.max(),
+        },
+        peak_live_runs: stats.iter().map(|s| s.peak_live_runs).sum(),
+        evictions: stats.iter().map(|s| s.evictions).sum(),
+        rules,
+    })
+}
+
+fn score_counts(score: &LabelScore, rules: usize) -> Vec<(usize, (u64, u64, usize))> {
+    (0..rules).map(|r| (r, score.counts(r))).collect()
+}
+
+impl ReplayReport {
+    /// The human-readable report.
+    pub fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(s, "replay {} with {} ({} matcher)", self.tape, self.rules_file, self.matcher);
+        let _ = writeln!(
+            s,
+            "  events      {:>14}   elapsed {:.3} s   {:.0} events/s",
+            self.events, self.elapsed_s, self.events_per_s
+        );
+        let _ = writeln!(
+            s,
+            "  latency     p50 {} ns   p99 {} ns   p99.9 {} ns   max {} ns",
+            self.latency.p50_ns, self.latency.p99_ns, self.latency.p999_ns, self.latency.max_ns
+        );
+        let _ = writeln!(s, "  live runs   peak {}   evictions {}", self.peak_live_runs, self.evictions);
+        let _ = writeln!(s, "  signals     {}", self.signals);
+        for r in &self.rules {
+            let _ = write!(s, "    {:<20} {:>10} signals", r.rule, r.signals);
+            if let (Some(label), Some(n)) = (&r.label, r.instances) {
+                let f = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.4}"));
+                let _ = write!(s, "   label {label}: {n} instances, recall {}, precision {}", f(r.recall), f(r.precision));
+            }
+            if r.evictions > 0 {
+                let _ = write!(s, "   ({} evictions)", r.evictions);
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
