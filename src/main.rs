@@ -535,9 +535,9 @@ impl feeds::r#gen::EventSink for TapeSink<'_> {
 fn generate(args: &GenArgs, market: bool) -> Result<()> {
     let spec = feeds::r#gen::GenSpec::new(args.events, args.seed);
     let (catalog, labels, kind) = if market {
-        (feeds::r#gen::market_catalog(), feeds::r#gen::market_label_names(), "market")
+        (feeds::r#gen::market_catalog(), feeds::r#gen::market::LABELS.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>(), "market")
     } else {
-        (feeds::r#gen::cards_catalog(), feeds::r#gen::cards_label_names(), "cards")
+        (feeds::r#gen::cards_catalog(), feeds::r#gen::cards::LABELS.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>(), "cards")
     };
     let mut writer =
         TapeWriter::create(&args.out, &catalog, &labels, &format!("gen {kind} events={} seed={}", args.events, args.seed))?;

@@ -151,7 +151,8 @@ pub fn replay(
         })
         .collect();
     let mut score = LabelScore::default();
-    let mut hist = Histogram::<u64>::new(3).map_err(|e| ReplayError::Output(std::io::Error::other(e.to_string())))?;
+    // 1 ns .. 60 s at 3 significant digits; slower events saturate at 60 s.
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| ReplayError::Output(std::io::Error::other(e.to_string())))?;
     let total = tape.info().event_count;
     let mut batch = EventBatch::new(tape.catalog().slot_count());
     let mut row = Vec::with_capacity(batch.slot_count());

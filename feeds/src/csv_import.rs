@@ -80,7 +80,9 @@ impl FromStr for TimeUnit {
             "us" => Ok(Self::Us),
             "ms" => Ok(Self::Ms),
             "s" => Ok(Self::S),
-            _ => Err(format!("unknown time unit `{s}` (expected ns, us, ms or s)")),
+            _ => Err(format!(
+                "unknown time unit `{s}` (expected ns, us, ms or s)"
+            )),
         }
     }
 }
@@ -99,7 +101,11 @@ pub struct CsvOptions {
 
 impl Default for CsvOptions {
     fn default() -> Self {
-        Self { time_field: "ts".into(), time_unit: TimeUnit::Ns, label_field: None }
+        Self {
+            time_field: "ts".into(),
+            time_unit: TimeUnit::Ns,
+            label_field: None,
+        }
     }
 }
 
@@ -231,7 +237,7 @@ pub enum ImportError {
         path: PathBuf,
     },
     /// The given date is not a valid `YYYY-MM-DD` calendar date.
-    #[error("invalid date `{date}` (expected YYYY-MM-DD)")]
+    #[error("invalid date `{date}` (expected YYYY-MM-DD, years 1678 to 2261)")]
     BadDate {
         /// The text given.
         date: String,
@@ -250,12 +256,17 @@ pub fn import_csv(
     symbols: &mut SymbolTable,
 ) -> Result<ImportStats, ImportError> {
     let path = input.to_path_buf();
-    let type_id = catalog.type_by_name(type_name).ok_or_else(|| ImportError::UnknownType {
-        type_name: type_name.into(),
-        known: catalog.types().iter().map(|t| t.name.clone()).collect(),
-    })?;
+    let type_id = catalog
+        .type_by_name(type_name)
+        .ok_or_else(|| ImportError::UnknownType {
+            type_name: type_name.into(),
+            known: catalog.types().iter().map(|t| t.name.clone()).collect(),
+        })?;
     let Some(ty) = catalog.event_type(type_id) else {
-        return Err(ImportError::UnknownType { type_name: type_name.into(), known: Vec::new() });
+        return Err(ImportError::UnknownType {
+            type_name: type_name.into(),
+            known: Vec::new(),
+        });
     };
     if writer.catalog().event_type(type_id) != Some(ty) {
         return Err(ImportError::CatalogMismatch {
@@ -266,7 +277,10 @@ pub fn import_csv(
         });
     }
 
-    let file = File::open(input).map_err(|source| ImportError::Io { path: path.clone(), source })?;
+    let file = File::open(input).map_err(|source| ImportError::Io {
+        path: path.clone(),
+        source,
+    })?;
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
@@ -276,26 +290,43 @@ pub fn import_csv(
         .map_err(|e| csv_error(&path, e))?
         .iter()
         .enumerate()
-        .map(|(i, h)| if i == 0 { h.trim_start_matches('\u{feff}') } else { h }.to_owned())
+        .map(|(i, h)| {
+            if i == 0 {
+                h.trim_start_matches('\u{feff}')
+            } else {
+                h
+            }
+            .to_owned()
+        })
         .collect();
     if columns.is_empty() || columns.iter().all(String::is_empty) {
         return Err(ImportError::Empty { path });
     }
     for (i, c) in columns.iter().enumerate() {
         if columns[..i].contains(c) {
-            return Err(ImportError::DuplicateColumn { path, column: c.clone() });
+            return Err(ImportError::DuplicateColumn {
+                path,
+                column: c.clone(),
+            });
         }
     }
     let find = |name: &str| -> Result<usize, ImportError> {
-        columns.iter().position(|c| c == name).ok_or_else(|| ImportError::MissingColumn {
-            path: path.clone(),
-            field: name.into(),
-            type_name: type_name.into(),
-            columns: columns.clone(),
-        })
+        columns
+            .iter()
+            .position(|c| c == name)
+            .ok_or_else(|| ImportError::MissingColumn {
+                path: path.clone(),
+                field: name.into(),
+                type_name: type_name.into(),
+                columns: columns.clone(),
+            })
     };
     let time_col = find(&opts.time_field)?;
-    let field_cols = ty.fields.iter().map(|f| find(&f.name)).collect::<Result<Vec<_>, _>>()?;
+    let field_cols = ty
+        .fields
+        .iter()
+        .map(|f| find(&f.name))
+        .collect::<Result<Vec<_>, _>>()?;
     let label_col = opts.label_field.as_deref().map(find).transpose()?;
     let ignored_columns: Vec<String> = columns
         .iter()
@@ -326,7 +357,11 @@ pub fn import_csv(
         };
 
         let ts = parse_scaled_decimal(cell(time_col), decimals).ok_or_else(|| {
-            bad(time_col, &opts.time_field, format!("a time in {} (integer or decimal)", opts.time_unit))
+            bad(
+                time_col,
+                &opts.time_field,
+                format!("a time in {} (integer or decimal)", opts.time_unit),
+            )
         })?;
         for ((slot, f), &col) in slots.iter_mut().zip(&ty.fields).zip(&field_cols) {
             *slot = parse_cell(catalog, symbols, f.ty, cell(col))
@@ -335,7 +370,11 @@ pub fn import_csv(
         let label = match label_col {
             Some(col) => Label {
                 class: cell(col).parse::<u16>().map_err(|_| {
-                    bad(col, &columns[col], "an integer label class (0..65535)".into())
+                    bad(
+                        col,
+                        &columns[col],
+                        "an integer label class (0..65535)".into(),
+                    )
                 })?,
                 instance: 0,
             },
@@ -343,10 +382,18 @@ pub fn import_csv(
         };
         writer
             .push(ts, type_id, label, &slots)
-            .map_err(|source| ImportError::Tape { path: path.clone(), line, source })?;
+            .map_err(|source| ImportError::Tape {
+                path: path.clone(),
+                line,
+                source,
+            })?;
         events += 1;
     }
-    Ok(ImportStats { events, per_type: vec![(type_name.to_owned(), events)], ignored_columns })
+    Ok(ImportStats {
+        events,
+        per_type: vec![(type_name.to_owned(), events)],
+        ignored_columns,
+    })
 }
 
 /// Parses one cell as a slot of type `ty`; `None` if it does not parse.
@@ -369,7 +416,10 @@ fn parse_cell(catalog: &Catalog, symbols: &mut SymbolTable, ty: FieldType, s: &s
             let def = catalog.enum_def(e)?;
             match def.variants.iter().position(|v| v.eq_ignore_ascii_case(s)) {
                 Some(i) => i as u64,
-                None => s.parse::<u64>().ok().filter(|&i| i < def.variants.len() as u64)?,
+                None => s
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&i| i < def.variants.len() as u64)?,
             }
         }
     })
@@ -381,7 +431,11 @@ fn expected(catalog: &Catalog, ty: FieldType) -> String {
         FieldType::Bool => "bool (true, false, 1 or 0)".into(),
         FieldType::Ts => "ts (integer ns since the UNIX epoch)".into(),
         FieldType::Enum(e) => match catalog.enum_def(e) {
-            Some(d) => format!("{} (one of {}, or a variant index)", d.name, d.variants.join(", ")),
+            Some(d) => format!(
+                "{} (one of {}, or a variant index)",
+                d.name,
+                d.variants.join(", ")
+            ),
             None => format!("enum #{e}"),
         },
         other => catalog.type_name(other),
@@ -392,8 +446,13 @@ fn expected(catalog: &Catalog, ty: FieldType) -> String {
 pub(crate) fn csv_error(path: &Path, e: csv::Error) -> ImportError {
     let line = e.position().map_or(0, csv::Position::line);
     match e.into_kind() {
-        csv::ErrorKind::Io(source) => ImportError::Io { path: path.to_path_buf(), source },
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => ImportError::Columns {
+        csv::ErrorKind::Io(source) => ImportError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => ImportError::Columns {
             path: path.to_path_buf(),
             line,
             expected: expected_len as usize,
@@ -404,7 +463,11 @@ pub(crate) fn csv_error(path: &Path, e: csv::Error) -> ImportError {
             line,
             message: format!("invalid UTF-8 in column {}", err.field() + 1),
         },
-        other => ImportError::Csv { path: path.to_path_buf(), line, message: format!("{other:?}") },
+        other => ImportError::Csv {
+            path: path.to_path_buf(),
+            line,
+            message: format!("{other:?}"),
+        },
     }
 }
 
@@ -456,8 +519,14 @@ mod tests {
 
     #[test]
     fn scaled_decimals_are_exact() {
-        assert_eq!(parse_scaled_decimal("34200.004241176", 9), Some(34_200_004_241_176));
-        assert_eq!(parse_scaled_decimal("34200.004", 9), Some(34_200_004_000_000));
+        assert_eq!(
+            parse_scaled_decimal("34200.004241176", 9),
+            Some(34_200_004_241_176)
+        );
+        assert_eq!(
+            parse_scaled_decimal("34200.004", 9),
+            Some(34_200_004_000_000)
+        );
         assert_eq!(parse_scaled_decimal("-1.5", 3), Some(-1500));
         assert_eq!(parse_scaled_decimal("+7", 0), Some(7));
         assert_eq!(parse_scaled_decimal("12.", 3), Some(12_000));

@@ -418,7 +418,10 @@ impl TapeWriter {
         } else {
             label_names.to_vec()
         };
-        let io_err = |source| TapeError::Io { path: path.to_path_buf(), source };
+        let io_err = |source| TapeError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let file = File::create(path).map_err(io_err)?;
         let mut out = BufWriter::with_capacity(1 << 16, file);
         let record_width = record_width(slot_count);
@@ -555,7 +558,10 @@ impl TapeWriter {
                 });
                 break;
             }
-            let label = Label { class: classes[i], instance: instances[i] };
+            let label = Label {
+                class: classes[i],
+                instance: instances[i],
+            };
             if let Err(e) = self.push(ts[i], types[i], label, &row) {
                 result = Err(e);
                 break;
@@ -578,7 +584,10 @@ impl TapeWriter {
             payload_len: self.block.len() as u32,
             payload_crc: crc32fast::hash(&self.block),
         };
-        let io_err = |source| TapeError::Io { path: self.path.clone(), source };
+        let io_err = |source| TapeError::Io {
+            path: self.path.clone(),
+            source,
+        };
         self.out.write_all(&header.encode()).map_err(io_err)?;
         self.out.write_all(&self.block).map_err(io_err)?;
         self.block_offsets.push(self.offset);
@@ -612,7 +621,10 @@ impl TapeWriter {
             offset: meta_offset,
             message: format!("cannot encode: {e}"),
         })?;
-        let io_err = |source| TapeError::Io { path: path.clone(), source };
+        let io_err = |source| TapeError::Io {
+            path: path.clone(),
+            source,
+        };
         self.out.write_all(&json).map_err(io_err)?;
         let header = Header {
             version: VERSION,
@@ -679,7 +691,10 @@ impl TapeReader {
     /// (magic, sizes, seq continuity, bounds). Payload checksums are checked on read.
     pub fn open(path: &Path) -> Result<Self, TapeError> {
         let p = path.to_path_buf();
-        let io_err = |source| TapeError::Io { path: p.clone(), source };
+        let io_err = |source| TapeError::Io {
+            path: p.clone(),
+            source,
+        };
         let mut file = File::open(path).map_err(io_err)?;
         let len = file.metadata().map_err(io_err)?.len();
         if len < HEADER_LEN_U64 {
@@ -761,15 +776,23 @@ impl TapeReader {
         self.blocks.get(index).map_or(0, |b| b.n_records as usize)
     }
 
+    /// Byte offset of block `index`'s header in the file.
+    pub fn block_offset(&self, index: usize) -> Option<u64> {
+        self.blocks.get(index).map(|b| b.offset)
+    }
+
     /// Decodes block `index` into `out`, replacing its rows. `out` is reset if its slot count
     /// differs from the tape's. Checks the payload checksum and that type ids and label classes
     /// are known; errors name the block's byte offset.
     pub fn read_block(&self, index: usize, out: &mut EventBatch) -> Result<(), TapeError> {
-        let b = *self.blocks.get(index).ok_or_else(|| TapeError::NoSuchBlock {
-            path: self.path.clone(),
-            index,
-            block_count: self.blocks.len(),
-        })?;
+        let b = *self
+            .blocks
+            .get(index)
+            .ok_or_else(|| TapeError::NoSuchBlock {
+                path: self.path.clone(),
+                index,
+                block_count: self.blocks.len(),
+            })?;
         let corrupt = |what: String| TapeError::Corrupt {
             path: self.path.clone(),
             offset: b.offset,
@@ -815,7 +838,13 @@ impl TapeReader {
             for (d, s) in slots.iter_mut().zip(rest) {
                 *d = u64::from_le_bytes(*s);
             }
-            out.push(b.first_seq + i as u64, ts, type_id, Label { class, instance }, slots);
+            out.push(
+                b.first_seq + i as u64,
+                ts,
+                type_id,
+                Label { class, instance },
+                slots,
+            );
         }
         Ok(())
     }
@@ -911,16 +940,30 @@ fn validate(path: &Path, bytes: &[u8]) -> Result<Parts, TapeError> {
     }
     let h = Header::decode(bytes);
     if h.version != VERSION {
-        return Err(TapeError::UnsupportedVersion { path: p(), version: h.version });
+        return Err(TapeError::UnsupportedVersion {
+            path: p(),
+            version: h.version,
+        });
     }
-    let corrupt = |offset: u64, what: String| TapeError::Corrupt { path: p(), offset, block: None, what };
+    let corrupt = |offset: u64, what: String| TapeError::Corrupt {
+        path: p(),
+        offset,
+        block: None,
+        what,
+    };
     if h.flags & !FLAG_HAS_LABELS != 0 {
-        return Err(corrupt(10, format!("unknown header flags {:#06x}", h.flags)));
+        return Err(corrupt(
+            10,
+            format!("unknown header flags {:#06x}", h.flags),
+        ));
     }
     if h.slot_count as usize > MAX_FIELDS {
         return Err(corrupt(
             16,
-            format!("header says {} slots per record; at most {MAX_FIELDS} are supported", h.slot_count),
+            format!(
+                "header says {} slots per record; at most {MAX_FIELDS} are supported",
+                h.slot_count
+            ),
         ));
     }
     let slot_count = h.slot_count as usize;
@@ -928,17 +971,29 @@ fn validate(path: &Path, bytes: &[u8]) -> Result<Parts, TapeError> {
     if h.record_width as usize != width {
         return Err(corrupt(
             12,
-            format!("record width {} does not match {} slots (expected {width})", h.record_width, h.slot_count),
+            format!(
+                "record width {} does not match {} slots (expected {width})",
+                h.record_width, h.slot_count
+            ),
         ));
     }
     if h.meta_offset == 0 {
         return Err(TapeError::NotFinished { path: p() });
     }
     if h.meta_offset < HEADER_LEN_U64 {
-        return Err(corrupt(32, format!("meta offset {} lies inside the header", h.meta_offset)));
+        return Err(corrupt(
+            32,
+            format!("meta offset {} lies inside the header", h.meta_offset),
+        ));
     }
     let Some(meta_end) = h.meta_offset.checked_add(h.meta_len) else {
-        return Err(corrupt(32, format!("meta offset {} + length {} overflows", h.meta_offset, h.meta_len)));
+        return Err(corrupt(
+            32,
+            format!(
+                "meta offset {} + length {} overflows",
+                h.meta_offset, h.meta_len
+            ),
+        ));
     };
     if meta_end > file_size {
         return Err(diagnose_truncation(path, bytes, &h));
@@ -953,7 +1008,11 @@ fn validate(path: &Path, bytes: &[u8]) -> Result<Parts, TapeError> {
             what: "meta section checksum mismatch".into(),
         });
     }
-    let meta_err = |message: String| TapeError::Meta { path: p(), offset: h.meta_offset, message };
+    let meta_err = |message: String| TapeError::Meta {
+        path: p(),
+        offset: h.meta_offset,
+        message,
+    };
     let meta: Meta = serde_json::from_slice(meta_bytes).map_err(|e| meta_err(e.to_string()))?;
 
     let type_count = meta.catalog.types().len();
@@ -972,10 +1031,17 @@ fn validate(path: &Path, bytes: &[u8]) -> Result<Parts, TapeError> {
             meta.counts_per_type.len()
         )));
     }
-    if meta.counts_per_type.iter().fold(0u64, |a, &c| a.saturating_add(c)) != h.event_count {
+    if meta
+        .counts_per_type
+        .iter()
+        .fold(0u64, |a, &c| a.saturating_add(c))
+        != h.event_count
+    {
         return Err(meta_err(format!(
             "per-type counts sum to {} but the header says {} events",
-            meta.counts_per_type.iter().fold(0u64, |a, &c| a.saturating_add(c)),
+            meta.counts_per_type
+                .iter()
+                .fold(0u64, |a, &c| a.saturating_add(c)),
             h.event_count
         )));
     }
@@ -1037,7 +1103,10 @@ fn validate(path: &Path, bytes: &[u8]) -> Result<Parts, TapeError> {
     if next_seq != h.event_count {
         return Err(corrupt(
             24,
-            format!("header says {} events but the blocks hold {next_seq}", h.event_count),
+            format!(
+                "header says {} events but the blocks hold {next_seq}",
+                h.event_count
+            ),
         ));
     }
 
@@ -1068,7 +1137,10 @@ fn validate(path: &Path, bytes: &[u8]) -> Result<Parts, TapeError> {
 /// Checks a block header's magic and that its payload length matches its record count.
 fn check_block_header(bh: &BlockHeader, width: usize) -> Result<(), String> {
     if bh.magic != BLOCK_MAGIC {
-        return Err(format!("bad block magic {:#010x} (expected {BLOCK_MAGIC:#010x}, \"SBLK\")", bh.magic));
+        return Err(format!(
+            "bad block magic {:#010x} (expected {BLOCK_MAGIC:#010x}, \"SBLK\")",
+            bh.magic
+        ));
     }
     let expected = u64::from(bh.n_records) * width as u64;
     if u64::from(bh.payload_len) != expected {
@@ -1101,7 +1173,12 @@ fn diagnose_truncation(path: &Path, bytes: &[u8], h: &Header) -> TapeError {
         // In bounds: checked just above.
         let bh = BlockHeader::decode(bytes, offset as usize);
         if let Err(what) = check_block_header(&bh, width) {
-            return TapeError::Corrupt { path: path.to_path_buf(), offset, block: Some(index), what };
+            return TapeError::Corrupt {
+                path: path.to_path_buf(),
+                offset,
+                block: Some(index),
+                what,
+            };
         }
         let needed = BLOCK_HEADER_LEN_U64 + u64::from(bh.payload_len);
         if offset + needed > file_size {

@@ -40,7 +40,9 @@ use cep_core::event::Label;
 use cep_core::schema::EnumId;
 use cep_core::{Catalog, FieldType, SymbolTable, TypeId};
 
-use super::{EventSink, GenError, GenSpec, Generated, Queue, cents, exp_gap, names, next_injection};
+use super::{
+    EventSink, GenError, GenSpec, Generated, Queue, cents, exp_gap, names, next_injection,
+};
 
 /// Type id of `Txn` in [`cards_catalog`].
 pub const TXN: TypeId = 0;
@@ -78,8 +80,8 @@ pub const VELOCITY_TXNS: usize = 4;
 
 /// ISO codes used as country names, in id order.
 const COUNTRY_CODES: [&str; 30] = [
-    "DE", "FR", "GB", "US", "NL", "ES", "IT", "BE", "AT", "CH", "SE", "NO", "DK", "FI", "IE", "PT", "PL", "CZ",
-    "HU", "GR", "RO", "BG", "HR", "SK", "SI", "LT", "LV", "EE", "LU", "CA",
+    "DE", "FR", "GB", "US", "NL", "ES", "IT", "BE", "AT", "CH", "SE", "NO", "DK", "FI", "IE", "PT",
+    "PL", "CZ", "HU", "GR", "RO", "BG", "HR", "SK", "SI", "LT", "LV", "EE", "LU", "CA",
 ];
 
 /// 1 s in ns.
@@ -91,7 +93,9 @@ const MEAN_GAP_NS: f64 = 0.26e9;
 pub fn cards_catalog() -> Catalog {
     let mut c = Catalog::new();
     // Cannot fail: `channel` is not declared yet in a fresh catalog (which holds only `side`).
-    let channel = c.add_enum("channel", &["pos", "online", "atm"]).expect("fresh catalog lacks `channel`");
+    let channel = c
+        .add_enum("channel", &["pos", "online", "atm"])
+        .expect("fresh catalog lacks `channel`");
     let fields = [
         ("card", FieldType::Sym),
         ("merchant", FieldType::Sym),
@@ -100,7 +104,8 @@ pub fn cards_catalog() -> Catalog {
         ("channel", FieldType::Enum(channel)),
     ];
     // Cannot fail: a constant declaration with distinct, non-reserved fields in an empty catalog.
-    c.add_type("Txn", &fields).expect("constant Txn schema is valid");
+    c.add_type("Txn", &fields)
+        .expect("constant Txn schema is valid");
     c
 }
 
@@ -109,19 +114,35 @@ pub fn cards_catalog() -> Catalog {
 /// Deterministic in `spec`. Fails with [`GenError::Spec`] when `cards` is below 16, `merchants`
 /// below 2 or `countries` below 4, and with [`GenError::Sink`] as soon as the sink refuses an
 /// event.
-pub fn cards<S: EventSink + ?Sized>(spec: &GenSpec, sink: &mut S) -> Result<Generated, GenError<S::Error>> {
+pub fn cards<S: EventSink + ?Sized>(
+    spec: &GenSpec,
+    sink: &mut S,
+) -> Result<Generated, GenError<S::Error>> {
     if spec.cards < 16 {
-        return Err(GenError::Spec(format!("cards needs at least 16 cards, got {}", spec.cards)));
+        return Err(GenError::Spec(format!(
+            "cards needs at least 16 cards, got {}",
+            spec.cards
+        )));
     }
     if spec.merchants < 2 {
-        return Err(GenError::Spec(format!("cards needs at least 2 merchants, got {}", spec.merchants)));
+        return Err(GenError::Spec(format!(
+            "cards needs at least 2 merchants, got {}",
+            spec.merchants
+        )));
     }
     if spec.countries < 4 {
-        return Err(GenError::Spec(format!("cards needs at least 4 countries, got {}", spec.countries)));
+        return Err(GenError::Spec(format!(
+            "cards needs at least 4 countries, got {}",
+            spec.countries
+        )));
     }
     let mut symbols = SymbolTable::new();
-    let card_ids: Vec<u32> = (1..=spec.cards).map(|i| symbols.intern(&format!("CARD{i:05}"))).collect();
-    let merchant_ids: Vec<u32> = (1..=spec.merchants).map(|i| symbols.intern(&format!("MER{i:04}"))).collect();
+    let card_ids: Vec<u32> = (1..=spec.cards)
+        .map(|i| symbols.intern(&format!("CARD{i:05}")))
+        .collect();
+    let merchant_ids: Vec<u32> = (1..=spec.merchants)
+        .map(|i| symbols.intern(&format!("MER{i:04}")))
+        .collect();
     let country_ids: Vec<u32> = (0..spec.countries as usize)
         .map(|i| match COUNTRY_CODES.get(i) {
             Some(code) => symbols.intern(code),
@@ -134,7 +155,10 @@ pub fn cards<S: EventSink + ?Sized>(spec: &GenSpec, sink: &mut S) -> Result<Gene
         catalog: cards_catalog(),
         symbols,
         label_names: names(&LABELS),
-        injected: vec![(LABELS[1].to_owned(), g.count[0]), (LABELS[2].to_owned(), g.count[1])],
+        injected: vec![
+            (LABELS[1].to_owned(), g.count[0]),
+            (LABELS[2].to_owned(), g.count[1]),
+        ],
         last_ts: g.clock,
     })
 }
@@ -157,7 +181,12 @@ struct Cards {
 }
 
 impl Cards {
-    fn new(spec: &GenSpec, card_ids: Vec<u32>, merchant_ids: Vec<u32>, country_ids: Vec<u32>) -> Self {
+    fn new(
+        spec: &GenSpec,
+        card_ids: Vec<u32>,
+        merchant_ids: Vec<u32>,
+        country_ids: Vec<u32>,
+    ) -> Self {
         let mut rng = fastrand::Rng::with_seed(spec.seed);
         let nc = country_ids.len();
         // Half the cards are issued in the five largest markets.
@@ -180,7 +209,11 @@ impl Cards {
         }
     }
 
-    fn run<S: EventSink + ?Sized>(&mut self, spec: &GenSpec, sink: &mut S) -> Result<(), GenError<S::Error>> {
+    fn run<S: EventSink + ?Sized>(
+        &mut self,
+        spec: &GenSpec,
+        sink: &mut S,
+    ) -> Result<(), GenError<S::Error>> {
         let total = spec.events;
         let mut emitted = 0u64;
         let mut next_bg = self.clock + exp_gap(&mut self.rng, MEAN_GAP_NS);
@@ -189,18 +222,24 @@ impl Cards {
         while emitted < total {
             if emitted >= next_testing {
                 self.card_testing(total - emitted);
-                next_testing = emitted.saturating_add(next_injection(&mut self.rng, spec.inject_every));
+                next_testing =
+                    emitted.saturating_add(next_injection(&mut self.rng, spec.inject_every));
             }
             if emitted >= next_velocity {
                 self.velocity(total - emitted);
-                next_velocity = emitted.saturating_add(next_injection(&mut self.rng, spec.inject_every));
+                next_velocity =
+                    emitted.saturating_add(next_injection(&mut self.rng, spec.inject_every));
             }
             // Once the budget left equals the injected events still scheduled, only those are
             // emitted, so every started instance completes.
             let drain = total - emitted <= self.queue.injected;
-            let take_pending = self.queue.peek_ts().is_some_and(|ts| drain || ts <= next_bg);
+            let take_pending = self
+                .queue
+                .peek_ts()
+                .is_some_and(|ts| drain || ts <= next_bg);
             if take_pending && let Some(p) = self.queue.pop() {
-                sink.push(p.ts, p.type_id, p.label, p.slots()).map_err(GenError::Sink)?;
+                sink.push(p.ts, p.type_id, p.label, p.slots())
+                    .map_err(GenError::Sink)?;
                 self.clock = p.ts;
             } else {
                 let ts = next_bg;
@@ -243,14 +282,20 @@ impl Cards {
             return self.rng.i64(100_000..=250_000);
         }
         // Irwin-Hall approximation of a standard normal (bounded: |z| <= 3.47).
-        let z = (self.rng.f64() + self.rng.f64() + self.rng.f64() + self.rng.f64() - 2.0) * 3f64.sqrt();
+        let z =
+            (self.rng.f64() + self.rng.f64() + self.rng.f64() + self.rng.f64() - 2.0) * 3f64.sqrt();
         let eur = (30f64.ln() + 0.9 * z).exp();
         ((eur * 100.0).round() as i64).max((MIN_BACKGROUND_AMOUNT * 100.0) as i64)
     }
 
     /// Emits one background transaction of card index `c` at `ts`.
     #[inline]
-    fn background<S: EventSink + ?Sized>(&mut self, ts: i64, c: usize, sink: &mut S) -> Result<(), GenError<S::Error>> {
+    fn background<S: EventSink + ?Sized>(
+        &mut self,
+        ts: i64,
+        c: usize,
+        sink: &mut S,
+    ) -> Result<(), GenError<S::Error>> {
         let r = self.rng.u32(..100);
         let channel = if r < 60 {
             POS
@@ -259,7 +304,11 @@ impl Cards {
         } else {
             ATM
         };
-        let amount = if channel == ATM { 2_000 * self.rng.i64(1..=25) } else { self.amount() };
+        let amount = if channel == ATM {
+            2_000 * self.rng.i64(1..=25)
+        } else {
+            self.amount()
+        };
         let country = if self.rng.u32(..100) < 92 {
             usize::from(self.home[c])
         } else {
@@ -273,12 +322,15 @@ impl Cards {
             u64::from(self.country_ids[country]),
             channel,
         ];
-        sink.push(ts, TXN, Label::default(), &slots).map_err(GenError::Sink)
+        sink.push(ts, TXN, Label::default(), &slots)
+            .map_err(GenError::Sink)
     }
 
     /// A random card with no transaction within [`MIN_CARD_GAP_NS`] before `start`, nor later.
     fn pick_card(&mut self, start: i64) -> Option<usize> {
-        (0..32).map(|_| self.rng.usize(..self.card_ids.len())).find(|&c| self.last[c] + MIN_CARD_GAP_NS <= start)
+        (0..32)
+            .map(|_| self.rng.usize(..self.card_ids.len()))
+            .find(|&c| self.last[c] + MIN_CARD_GAP_NS <= start)
     }
 
     fn new_label(&mut self, class: u16) -> Label {
@@ -299,7 +351,9 @@ impl Cards {
             return;
         }
         let start = self.clock + self.rng.i64(SEC..=30 * SEC);
-        let Some(c) = self.pick_card(start) else { return };
+        let Some(c) = self.pick_card(start) else {
+            return;
+        };
         let label = self.new_label(CARD_TESTING);
         let card = u64::from(self.card_ids[c]);
         let country = u64::from(self.country_ids[usize::from(self.home[c])]);
@@ -311,12 +365,18 @@ impl Cards {
         let mut ts = start;
         for i in 0..k {
             let amount = cents(self.rng.i64(10..=199));
-            self.queue.push(ts, TXN, label, &[card, tester, amount, country, ONLINE]);
+            self.queue
+                .push(ts, TXN, label, &[card, tester, amount, country, ONLINE]);
             // At most 7 gaps of 60 s between probes, then one of 120 s: <= 9 min.
-            ts += if i + 1 == k { self.rng.i64(20 * SEC..=120 * SEC) } else { self.rng.i64(10 * SEC..=60 * SEC) };
+            ts += if i + 1 == k {
+                self.rng.i64(20 * SEC..=120 * SEC)
+            } else {
+                self.rng.i64(10 * SEC..=60 * SEC)
+            };
         }
         let amount = cents(self.rng.i64(80_000..=300_000));
-        self.queue.push(ts, TXN, label, &[card, shop, amount, country, ONLINE]);
+        self.queue
+            .push(ts, TXN, label, &[card, shop, amount, country, ONLINE]);
         self.last[c] = ts;
     }
 
@@ -326,7 +386,9 @@ impl Cards {
             return;
         }
         let start = self.clock + self.rng.i64(SEC..=30 * SEC);
-        let Some(c) = self.pick_card(start) else { return };
+        let Some(c) = self.pick_card(start) else {
+            return;
+        };
         let label = self.new_label(VELOCITY);
         let card = u64::from(self.card_ids[c]);
         let nc = self.country_ids.len();
@@ -342,9 +404,24 @@ impl Cards {
         let mut ts = start;
         for &country in &used {
             let channel = if self.rng.bool() { POS } else { ATM };
-            let amount = if channel == ATM { 2_000 * self.rng.i64(5..=25) } else { self.amount() };
+            let amount = if channel == ATM {
+                2_000 * self.rng.i64(5..=25)
+            } else {
+                self.amount()
+            };
             let merchant = self.merchant();
-            self.queue.push(ts, TXN, label, &[card, merchant, cents(amount), u64::from(self.country_ids[country]), channel]);
+            self.queue.push(
+                ts,
+                TXN,
+                label,
+                &[
+                    card,
+                    merchant,
+                    cents(amount),
+                    u64::from(self.country_ids[country]),
+                    channel,
+                ],
+            );
             self.last[c] = ts;
             // 3 gaps of at most 15 s: <= 45 s.
             ts += self.rng.i64(3 * SEC..=15 * SEC);

@@ -46,8 +46,10 @@ use cep_core::event::Label;
 use cep_core::schema::SIDE_ENUM;
 use cep_core::{Catalog, FieldType, SymbolTable, TypeId};
 
-use super::{BUY, EventSink, GenError, GenSpec, Generated, Queue, SELL, exp_gap, f, names, next_injection};
 use super::cents as price;
+use super::{
+    BUY, EventSink, GenError, GenSpec, Generated, Queue, SELL, exp_gap, f, names, next_injection,
+};
 
 /// Type id of `Order` in [`market_catalog`].
 pub const ORDER: TypeId = 0;
@@ -105,7 +107,14 @@ pub fn market_catalog() -> Catalog {
                 ("qty", FieldType::F64),
             ],
         ),
-        ("Cancel", &[("id", FieldType::U64), ("account", FieldType::Sym), ("symbol", FieldType::Sym)]),
+        (
+            "Cancel",
+            &[
+                ("id", FieldType::U64),
+                ("account", FieldType::Sym),
+                ("symbol", FieldType::Sym),
+            ],
+        ),
         (
             "Trade",
             &[
@@ -120,7 +129,8 @@ pub fn market_catalog() -> Catalog {
     for (name, fields) in types {
         // Cannot fail: constant declarations with distinct names, distinct non-reserved fields
         // and few slots give `add_type` nothing to reject.
-        c.add_type(name, fields).expect("constant market schema is valid");
+        c.add_type(name, fields)
+            .expect("constant market schema is valid");
     }
     c
 }
@@ -129,23 +139,39 @@ pub fn market_catalog() -> Catalog {
 ///
 /// Deterministic in `spec`. Fails with [`GenError::Spec`] when `symbols` or `accounts` is below
 /// 32, and with [`GenError::Sink`] as soon as the sink refuses an event.
-pub fn market<S: EventSink + ?Sized>(spec: &GenSpec, sink: &mut S) -> Result<Generated, GenError<S::Error>> {
+pub fn market<S: EventSink + ?Sized>(
+    spec: &GenSpec,
+    sink: &mut S,
+) -> Result<Generated, GenError<S::Error>> {
     if spec.symbols < 32 {
-        return Err(GenError::Spec(format!("market needs at least 32 symbols, got {}", spec.symbols)));
+        return Err(GenError::Spec(format!(
+            "market needs at least 32 symbols, got {}",
+            spec.symbols
+        )));
     }
     if spec.accounts < 32 {
-        return Err(GenError::Spec(format!("market needs at least 32 accounts, got {}", spec.accounts)));
+        return Err(GenError::Spec(format!(
+            "market needs at least 32 accounts, got {}",
+            spec.accounts
+        )));
     }
     let mut symbols = SymbolTable::new();
-    let sym_ids: Vec<u32> = (1..=spec.symbols).map(|i| symbols.intern(&format!("SYM{i:04}"))).collect();
-    let acc_ids: Vec<u32> = (1..=spec.accounts).map(|i| symbols.intern(&format!("ACC{i:05}"))).collect();
+    let sym_ids: Vec<u32> = (1..=spec.symbols)
+        .map(|i| symbols.intern(&format!("SYM{i:04}")))
+        .collect();
+    let acc_ids: Vec<u32> = (1..=spec.accounts)
+        .map(|i| symbols.intern(&format!("ACC{i:05}")))
+        .collect();
     let mut g = Market::new(spec, sym_ids, acc_ids);
     g.run(spec, sink)?;
     Ok(Generated {
         catalog: market_catalog(),
         symbols,
         label_names: names(&LABELS),
-        injected: vec![(LABELS[1].to_owned(), g.count[0]), (LABELS[2].to_owned(), g.count[1])],
+        injected: vec![
+            (LABELS[1].to_owned(), g.count[0]),
+            (LABELS[2].to_owned(), g.count[1]),
+        ],
         last_ts: g.clock,
     })
 }
@@ -190,7 +216,10 @@ impl Market {
         let mut rng = fastrand::Rng::with_seed(spec.seed);
         // Log-uniform starting prices between 10 and 500.
         let (lo, hi) = (10.0f64.ln(), 500.0f64.ln());
-        let px = sym_ids.iter().map(|_| ((lo + (hi - lo) * rng.f64()).exp() * 100.0).round() as i64).collect();
+        let px = sym_ids
+            .iter()
+            .map(|_| ((lo + (hi - lo) * rng.f64()).exp() * 100.0).round() as i64)
+            .collect();
         Self {
             rng,
             sym_ids,
@@ -205,7 +234,11 @@ impl Market {
         }
     }
 
-    fn run<S: EventSink + ?Sized>(&mut self, spec: &GenSpec, sink: &mut S) -> Result<(), GenError<S::Error>> {
+    fn run<S: EventSink + ?Sized>(
+        &mut self,
+        spec: &GenSpec,
+        sink: &mut S,
+    ) -> Result<(), GenError<S::Error>> {
         let total = spec.events;
         let mut emitted = 0u64;
         let mut next_bg = self.clock + exp_gap(&mut self.rng, MEAN_STEP_NS);
@@ -214,16 +247,21 @@ impl Market {
         while emitted < total {
             if emitted >= next_layering {
                 self.layering(total - emitted);
-                next_layering = emitted.saturating_add(next_injection(&mut self.rng, spec.inject_every));
+                next_layering =
+                    emitted.saturating_add(next_injection(&mut self.rng, spec.inject_every));
             }
             if emitted >= next_momentum {
                 self.momentum(total - emitted);
-                next_momentum = emitted.saturating_add(next_injection(&mut self.rng, spec.inject_every));
+                next_momentum =
+                    emitted.saturating_add(next_injection(&mut self.rng, spec.inject_every));
             }
             // Once the budget left equals the injected events still scheduled, only those are
             // emitted, so every started instance completes.
             let drain = total - emitted <= self.queue.injected;
-            let take_pending = self.queue.peek_ts().is_some_and(|ts| drain || ts <= next_bg);
+            let take_pending = self
+                .queue
+                .peek_ts()
+                .is_some_and(|ts| drain || ts <= next_bg);
             if take_pending && let Some(mut p) = self.queue.pop() {
                 if p.label.class == 0 {
                     // A background cancel.
@@ -236,7 +274,8 @@ impl Market {
                         continue;
                     }
                 }
-                sink.push(p.ts, p.type_id, p.label, p.slots()).map_err(GenError::Sink)?;
+                sink.push(p.ts, p.type_id, p.label, p.slots())
+                    .map_err(GenError::Sink)?;
                 self.clock = p.ts;
             } else {
                 let ts = next_bg;
@@ -251,7 +290,11 @@ impl Market {
 
     /// Emits one background order or trade at `ts`.
     #[inline]
-    fn background<S: EventSink + ?Sized>(&mut self, ts: i64, sink: &mut S) -> Result<(), GenError<S::Error>> {
+    fn background<S: EventSink + ?Sized>(
+        &mut self,
+        ts: i64,
+        sink: &mut S,
+    ) -> Result<(), GenError<S::Error>> {
         let a = self.free_account(ts);
         let acc = self.acc_ids[a];
         let side = if self.rng.bool() { BUY } else { SELL };
@@ -259,23 +302,41 @@ impl Market {
             let s = self.rng.usize(..self.sym_ids.len());
             let sym = self.sym_ids[s];
             let off = self.rng.i64(0..=30);
-            let p = if side == BUY { self.px[s] - off } else { self.px[s] + off }.max(1);
+            let p = if side == BUY {
+                self.px[s] - off
+            } else {
+                self.px[s] + off
+            }
+            .max(1);
             let qty = f64::from(self.rng.u32(1..=500));
             let id = self.next_order_id;
             self.next_order_id += 1;
             if self.rng.u32(..100) < 45 {
                 let at = ts + MS + exp_gap(&mut self.rng, MEAN_CANCEL_NS);
-                self.queue.push(at, CANCEL, Label::default(), &[id, u64::from(acc), u64::from(sym)]);
+                self.queue.push(
+                    at,
+                    CANCEL,
+                    Label::default(),
+                    &[id, u64::from(acc), u64::from(sym)],
+                );
             }
             let slots = [id, u64::from(acc), u64::from(sym), side, price(p), f(qty)];
-            sink.push(ts, ORDER, Label::default(), &slots).map_err(GenError::Sink)
+            sink.push(ts, ORDER, Label::default(), &slots)
+                .map_err(GenError::Sink)
         } else {
             let s = self.free_trade_symbol(ts);
             let p = (self.px[s] + self.rng.i64(-3..=3)).max(100);
             self.px[s] = p;
             let qty = f64::from(self.rng.u32(1..=999));
-            let slots = [u64::from(self.sym_ids[s]), price(p), f(qty), side, u64::from(acc)];
-            sink.push(ts, TRADE, Label::default(), &slots).map_err(GenError::Sink)
+            let slots = [
+                u64::from(self.sym_ids[s]),
+                price(p),
+                f(qty),
+                side,
+                u64::from(acc),
+            ];
+            sink.push(ts, TRADE, Label::default(), &slots)
+                .map_err(GenError::Sink)
         }
     }
 
@@ -284,16 +345,22 @@ impl Market {
     fn account_lock_end(&self, acc: u32, ts: i64) -> Option<i64> {
         self.reservations
             .iter()
-            .find(|r| r.exclusive && r.space == Space::Account && r.key == acc && r.start <= ts && ts <= r.end)
+            .find(|r| {
+                r.exclusive
+                    && r.space == Space::Account
+                    && r.key == acc
+                    && r.start <= ts
+                    && ts <= r.end
+            })
             .map(|r| r.end)
     }
 
     /// True when background trades of symbol id `sym` are barred at `ts` (a momentum burst).
     #[inline]
     fn symbol_locked(&self, sym: u32, ts: i64) -> bool {
-        self.reservations
-            .iter()
-            .any(|r| r.exclusive && r.space == Space::Symbol && r.key == sym && r.start <= ts && ts <= r.end)
+        self.reservations.iter().any(|r| {
+            r.exclusive && r.space == Space::Symbol && r.key == sym && r.start <= ts && ts <= r.end
+        })
     }
 
     /// A random account index that background may use at `ts`. At most [`MAX_RESERVATIONS`]
@@ -333,18 +400,28 @@ impl Market {
 
     /// Whether a new instance may use `key` during `[start, end]`.
     fn key_free(&self, space: Space, key: u32, start: i64, end: i64) -> bool {
-        !self
-            .reservations
-            .iter()
-            .any(|r| r.space == space && r.key == key && r.start <= end + COOLDOWN_NS && start - COOLDOWN_NS <= r.end)
+        !self.reservations.iter().any(|r| {
+            r.space == space
+                && r.key == key
+                && r.start <= end + COOLDOWN_NS
+                && start - COOLDOWN_NS <= r.end
+        })
     }
 
     /// A random index into `ids` (accounts or symbols) that is free during `[start, end]`.
     fn pick(&mut self, space: Space, start: i64, end: i64) -> Option<usize> {
-        let n = if space == Space::Account { self.acc_ids.len() } else { self.sym_ids.len() };
+        let n = if space == Space::Account {
+            self.acc_ids.len()
+        } else {
+            self.sym_ids.len()
+        };
         for _ in 0..PROBES {
             let i = self.rng.usize(..n);
-            let key = if space == Space::Account { self.acc_ids[i] } else { self.sym_ids[i] };
+            let key = if space == Space::Account {
+                self.acc_ids[i]
+            } else {
+                self.sym_ids[i]
+            };
             if self.key_free(space, key, start, end) {
                 return Some(i);
             }
@@ -378,14 +455,34 @@ impl Market {
         for (i, slot) in times[..n].iter_mut().enumerate() {
             *slot = t;
             // 10 gaps of at most 120 ms (order/cancel) and 150 ms (to the trade): <= 1.25 s.
-            t += if i + 2 == n { self.rng.i64(20 * MS..=150 * MS) } else { self.rng.i64(20 * MS..=120 * MS) };
+            t += if i + 2 == n {
+                self.rng.i64(20 * MS..=150 * MS)
+            } else {
+                self.rng.i64(20 * MS..=120 * MS)
+            };
         }
         let (start, end) = (times[0], times[n - 1]);
-        let Some(a) = self.pick(Space::Account, start, end) else { return };
-        let Some(s) = self.pick(Space::Symbol, start, end) else { return };
+        let Some(a) = self.pick(Space::Account, start, end) else {
+            return;
+        };
+        let Some(s) = self.pick(Space::Symbol, start, end) else {
+            return;
+        };
         let (acc, sym) = (self.acc_ids[a], self.sym_ids[s]);
-        self.reservations.push(Reservation { space: Space::Account, key: acc, start, end, exclusive: true });
-        self.reservations.push(Reservation { space: Space::Symbol, key: sym, start, end, exclusive: false });
+        self.reservations.push(Reservation {
+            space: Space::Account,
+            key: acc,
+            start,
+            end,
+            exclusive: true,
+        });
+        self.reservations.push(Reservation {
+            space: Space::Symbol,
+            key: sym,
+            start,
+            end,
+            exclusive: false,
+        });
         let label = self.new_label(LAYERING);
         let side = if self.rng.bool() { BUY } else { SELL };
         let (acc, sym) = (u64::from(acc), u64::from(sym));
@@ -394,17 +491,29 @@ impl Market {
             let id = self.next_order_id;
             self.next_order_id += 1;
             let off = self.rng.i64(1..=5);
-            // Spoofing orders rest just outside the touch on the side the price should move away from.
-            let p = if side == SELL { self.px[s] + off } else { (self.px[s] - off).max(1) };
+            // Spoofing orders rest just outside the touch, on the side the price should move
+            // away from.
+            let p = if side == SELL {
+                self.px[s] + off
+            } else {
+                (self.px[s] - off).max(1)
+            };
             let qty = BIG_ORDER_QTY + 100.0 * f64::from(self.rng.u32(0..=150));
-            self.queue.push(ts, ORDER, label, &[id, acc, sym, side, price(p), f(qty)]);
+            self.queue
+                .push(ts, ORDER, label, &[id, acc, sym, side, price(p), f(qty)]);
         }
         for (i, &ts) in times[k..2 * k].iter().enumerate() {
-            self.queue.push(ts, CANCEL, label, &[first_id + i as u64, acc, sym]);
+            self.queue
+                .push(ts, CANCEL, label, &[first_id + i as u64, acc, sym]);
         }
         let qty = f64::from(self.rng.u32(100..=900));
         let other = if side == BUY { SELL } else { BUY };
-        self.queue.push(times[n - 1], TRADE, label, &[sym, price(self.px[s]), f(qty), other, acc]);
+        self.queue.push(
+            times[n - 1],
+            TRADE,
+            label,
+            &[sym, price(self.px[s]), f(qty), other, acc],
+        );
     }
 
     /// Schedules a momentum instance if it fits in `budget` events and keys are free.
@@ -420,17 +529,38 @@ impl Market {
             t += self.rng.i64(10 * MS..=180 * MS);
         }
         let (start, end) = (times[0], times[MOMENTUM_TRADES - 1]);
-        let Some(s) = self.pick(Space::Symbol, start, end) else { return };
-        let Some(a) = self.pick(Space::Account, start, end) else { return };
+        let Some(s) = self.pick(Space::Symbol, start, end) else {
+            return;
+        };
+        let Some(a) = self.pick(Space::Account, start, end) else {
+            return;
+        };
         let (acc, sym) = (self.acc_ids[a], self.sym_ids[s]);
-        self.reservations.push(Reservation { space: Space::Symbol, key: sym, start, end, exclusive: true });
-        self.reservations.push(Reservation { space: Space::Account, key: acc, start, end, exclusive: false });
+        self.reservations.push(Reservation {
+            space: Space::Symbol,
+            key: sym,
+            start,
+            end,
+            exclusive: true,
+        });
+        self.reservations.push(Reservation {
+            space: Space::Account,
+            key: acc,
+            start,
+            end,
+            exclusive: false,
+        });
         let label = self.new_label(MOMENTUM);
         let mut p = self.px[s];
         for &ts in &times {
             p += self.rng.i64(1..=8);
             let qty = BIG_TRADE_QTY + 100.0 * f64::from(self.rng.u32(0..=90));
-            self.queue.push(ts, TRADE, label, &[u64::from(sym), price(p), f(qty), BUY, u64::from(acc)]);
+            self.queue.push(
+                ts,
+                TRADE,
+                label,
+                &[u64::from(sym), price(p), f(qty), BUY, u64::from(acc)],
+            );
         }
         // The walk continues from the top of the burst.
         self.px[s] = p;

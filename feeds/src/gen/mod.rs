@@ -55,16 +55,37 @@ pub trait EventSink {
     type Error;
 
     /// Takes one event.
-    fn push(&mut self, ts: i64, type_id: TypeId, label: Label, slots: &[u64]) -> Result<(), Self::Error>;
+    fn push(
+        &mut self,
+        ts: i64,
+        type_id: TypeId,
+        label: Label,
+        slots: &[u64],
+    ) -> Result<(), Self::Error>;
 }
 
 /// Collects events as owned rows, numbering them from the vector's current length.
 impl EventSink for Vec<Event> {
     type Error = Infallible;
 
-    fn push(&mut self, ts: i64, type_id: TypeId, label: Label, slots: &[u64]) -> Result<(), Infallible> {
+    fn push(
+        &mut self,
+        ts: i64,
+        type_id: TypeId,
+        label: Label,
+        slots: &[u64],
+    ) -> Result<(), Infallible> {
         let seq = self.len() as u64;
-        Vec::push(self, Event { seq, ts, type_id, label, slots: slots.to_vec() });
+        Vec::push(
+            self,
+            Event {
+                seq,
+                ts,
+                type_id,
+                label,
+                slots: slots.to_vec(),
+            },
+        );
         Ok(())
     }
 }
@@ -74,7 +95,13 @@ impl EventSink for Vec<Event> {
 impl EventSink for EventBatch {
     type Error = Infallible;
 
-    fn push(&mut self, ts: i64, type_id: TypeId, label: Label, slots: &[u64]) -> Result<(), Infallible> {
+    fn push(
+        &mut self,
+        ts: i64,
+        type_id: TypeId,
+        label: Label,
+        slots: &[u64],
+    ) -> Result<(), Infallible> {
         let seq = self.len() as u64;
         EventBatch::push(self, seq, ts, type_id, label, slots);
         Ok(())
@@ -97,13 +124,20 @@ impl EventSink for CountingSink {
     type Error = Infallible;
 
     #[inline]
-    fn push(&mut self, ts: i64, type_id: TypeId, label: Label, slots: &[u64]) -> Result<(), Infallible> {
+    fn push(
+        &mut self,
+        ts: i64,
+        type_id: TypeId,
+        label: Label,
+        slots: &[u64],
+    ) -> Result<(), Infallible> {
         const K: u64 = 0x9E37_79B9_7F4A_7C15;
         self.events += 1;
         self.labelled += u64::from(label.class != 0);
         let mut h = self.checksum ^ (ts as u64);
         h = h.rotate_left(23).wrapping_mul(K) ^ u64::from(type_id);
-        h = h.rotate_left(23).wrapping_mul(K) ^ (u64::from(label.class) << 32 | u64::from(label.instance));
+        h = h.rotate_left(23).wrapping_mul(K)
+            ^ (u64::from(label.class) << 32 | u64::from(label.instance));
         for &s in slots {
             h = h.rotate_left(23).wrapping_mul(K) ^ s;
         }
@@ -239,14 +273,25 @@ struct Queue {
 
 impl Queue {
     fn new() -> Self {
-        Self { heap: BinaryHeap::with_capacity(4096), next_order: 0, injected: 0 }
+        Self {
+            heap: BinaryHeap::with_capacity(4096),
+            next_order: 0,
+            injected: 0,
+        }
     }
 
     /// Schedules an event; `slots` longer than [`MAX_GEN_SLOTS`] are truncated (never the
     /// case for the generators' own types).
     fn push(&mut self, ts: i64, type_id: TypeId, label: Label, slots: &[u64]) {
         let len = slots.len().min(MAX_GEN_SLOTS);
-        let mut p = Pending { ts, order: self.next_order, type_id, label, len: len as u8, slots: [0; MAX_GEN_SLOTS] };
+        let mut p = Pending {
+            ts,
+            order: self.next_order,
+            type_id,
+            label,
+            len: len as u8,
+            slots: [0; MAX_GEN_SLOTS],
+        };
         p.slots[..len].copy_from_slice(&slots[..len]);
         self.reschedule(p);
     }
@@ -285,7 +330,11 @@ fn exp_gap(rng: &mut fastrand::Rng, mean_ns: f64) -> i64 {
 /// Number of events until the next injected instance of one class (uniform, mean `every`).
 #[inline]
 fn next_injection(rng: &mut fastrand::Rng, every: u64) -> u64 {
-    if every == 0 { u64::MAX } else { rng.u64(1..=2 * every) }
+    if every == 0 {
+        u64::MAX
+    } else {
+        rng.u64(1..=2 * every)
+    }
 }
 
 /// Slot encoding of a price or quantity.
