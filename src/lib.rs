@@ -99,7 +99,10 @@ impl Signal<'_> {
 
     /// Stable id (rule, key, matched sequence numbers), as 16 hex digits.
     pub fn id(&self) -> String {
-        format!("{:016x}", RawSignal::stable_id(self.rule(), &self.key(), &self.raw.seq))
+        format!(
+            "{:016x}",
+            RawSignal::stable_id(self.rule(), &self.key(), &self.raw.seq)
+        )
     }
 
     /// The JSON Lines object: `{"rule","signal","ts","key","seq","fields","id"}`.
@@ -143,7 +146,13 @@ pub struct Engine {
 impl Engine {
     /// Compiles `source` (named `file_name` in errors) against its own event declarations.
     pub fn from_rules(file_name: &str, source: &str) -> Result<Self, EngineError> {
-        Self::build(file_name, source, None, SymbolTable::new(), EngineConfig::default())
+        Self::build(
+            file_name,
+            source,
+            None,
+            SymbolTable::new(),
+            EngineConfig::default(),
+        )
     }
 
     /// Compiles `source` against the schemas and symbols of an input stream (e.g. a tape).
@@ -162,7 +171,13 @@ impl Engine {
             .enumerate()
             .map(|(i, r)| ReferenceMatcher::new(r.clone(), i, config.matcher))
             .collect();
-        Ok(Self { program, symbols, matchers, next_seq: 0, pending: Vec::new() })
+        Ok(Self {
+            program,
+            symbols,
+            matchers,
+            next_seq: 0,
+            pending: Vec::new(),
+        })
     }
 
     /// The compiled program.
@@ -182,7 +197,12 @@ impl Engine {
 
     /// Builds an event of type `type_name` at time `ts` (ns) with the next sequence number.
     /// Fields not given are zero; unknown fields and mistyped values are errors.
-    pub fn event(&mut self, type_name: &str, ts: i64, fields: &[(&str, FieldValue<'_>)]) -> Result<Event, EngineError> {
+    pub fn event(
+        &mut self,
+        type_name: &str,
+        ts: i64,
+        fields: &[(&str, FieldValue<'_>)],
+    ) -> Result<Event, EngineError> {
         let catalog = &self.program.catalog;
         let type_id = catalog
             .type_by_name(type_name)
@@ -192,8 +212,9 @@ impl Engine {
             .ok_or_else(|| EngineError::Event(format!("unknown event type `{type_name}`")))?;
         let mut slots = vec![0u64; catalog.slot_count()];
         for (name, v) in fields {
-            let slot =
-                et.slot(name).ok_or_else(|| EngineError::Event(format!("`{type_name}` has no field `{name}`")))?;
+            let slot = et.slot(name).ok_or_else(|| {
+                EngineError::Event(format!("`{type_name}` has no field `{name}`"))
+            })?;
             let ty = et.fields[slot].ty;
             let value = match (ty, *v) {
                 (FieldType::I64 | FieldType::Ts, FieldValue::I64(x)) => Value::I64(x),
@@ -204,10 +225,20 @@ impl Engine {
                 (FieldType::Bool, FieldValue::Bool(b)) => Value::Bool(b),
                 (FieldType::Sym, FieldValue::Str(s)) => Value::Sym(self.symbols.intern(s)),
                 (FieldType::Enum(e), FieldValue::Str(s)) => {
-                    let def = catalog.enum_def(e).ok_or_else(|| EngineError::Event("unknown enum".into()))?;
-                    let i = def.variants.iter().position(|v| v.eq_ignore_ascii_case(s)).ok_or_else(|| {
-                        EngineError::Event(format!("`{s}` is not a variant of `{}` ({})", def.name, def.variants.join(", ")))
-                    })?;
+                    let def = catalog
+                        .enum_def(e)
+                        .ok_or_else(|| EngineError::Event("unknown enum".into()))?;
+                    let i = def
+                        .variants
+                        .iter()
+                        .position(|v| v.eq_ignore_ascii_case(s))
+                        .ok_or_else(|| {
+                            EngineError::Event(format!(
+                                "`{s}` is not a variant of `{}` ({})",
+                                def.name,
+                                def.variants.join(", ")
+                            ))
+                        })?;
                     Value::Enum(i as u32)
                 }
                 (ty, v) => {
@@ -221,7 +252,13 @@ impl Engine {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        Ok(Event { seq, ts, type_id, label: Label::default(), slots })
+        Ok(Event {
+            seq,
+            ts,
+            type_id,
+            label: Label::default(),
+            slots,
+        })
     }
 
     /// Pushes one event; `on_signal` is called for each signal it completes.
@@ -244,7 +281,10 @@ impl Engine {
     }
 
     /// Pushes events and returns the signals they complete as JSON objects (iterator style).
-    pub fn push_all<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) -> Vec<serde_json::Value> {
+    pub fn push_all<'a>(
+        &mut self,
+        events: impl IntoIterator<Item = &'a Event>,
+    ) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
         for e in events {
             self.push(e, |s| out.push(s.to_json()));
@@ -289,7 +329,12 @@ impl Engine {
                 None => json!(format!("sym#{s}")),
             },
             (Value::Enum(i), Some(FieldType::Enum(e))) => {
-                match self.program.catalog.enum_def(e).and_then(|d| d.variants.get(i as usize)) {
+                match self
+                    .program
+                    .catalog
+                    .enum_def(e)
+                    .and_then(|d| d.variants.get(i as usize))
+                {
                     Some(n) => json!(n),
                     None => json!(i),
                 }
@@ -297,7 +342,8 @@ impl Engine {
             (Value::Enum(i), _) => json!(i),
             (Value::I64(x), _) => json!(x),
             (Value::U64(x), _) => json!(x),
-            (Value::F64(x), _) => serde_json::Number::from_f64(x).map_or(serde_json::Value::Null, serde_json::Value::Number),
+            (Value::F64(x), _) => serde_json::Number::from_f64(x)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
             (Value::Bool(b), _) => json!(b),
         }
     }
@@ -323,7 +369,10 @@ impl LabelScore {
     pub fn observe(&mut self, seq: u64, label: Label) {
         if label.class != 0 {
             self.labels.insert(seq, (label.class, label.instance));
-            self.instances.entry(label.class).or_default().insert(label.instance);
+            self.instances
+                .entry(label.class)
+                .or_default()
+                .insert(label.instance);
         }
     }
 
@@ -348,7 +397,9 @@ impl LabelScore {
 
     /// (signals, true-positive signals, instances found) of `rule`.
     pub fn counts(&self, rule: usize) -> (u64, u64, usize) {
-        self.per_rule.get(&rule).map_or((0, 0, 0), |(n, tp, found)| (*n, *tp, found.len()))
+        self.per_rule
+            .get(&rule)
+            .map_or((0, 0, 0), |(n, tp, found)| (*n, *tp, found.len()))
     }
 
     /// (recall, precision, instances of the class) for `rule` scored against `class`.

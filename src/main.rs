@@ -184,7 +184,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Explain { file, dot } => explain(&file, dot).map(|()| ExitCode::SUCCESS),
         Command::Replay(args) => run_replay(&args).map(|()| ExitCode::SUCCESS),
         Command::Tape(TapeCommand::Import(args)) => import(&args).map(|()| ExitCode::SUCCESS),
-        Command::Tape(TapeCommand::Info { file, json, verify }) => info(&file, json, verify).map(|()| ExitCode::SUCCESS),
+        Command::Tape(TapeCommand::Info { file, json, verify }) => {
+            info(&file, json, verify).map(|()| ExitCode::SUCCESS)
+        }
         Command::Tape(TapeCommand::Export { file, format, out }) => {
             export(&file, format, out.as_deref()).map(|()| ExitCode::SUCCESS)
         }
@@ -203,14 +205,23 @@ fn check(files: &[PathBuf]) -> Result<ExitCode> {
         let src = read(f)?;
         let mut symbols = SymbolTable::new();
         match strix::pattern_lang::compile(&src, None, &mut symbols) {
-            Ok(p) => println!("{}: ok ({} event types, {} rules)", f.display(), p.catalog.types().len(), p.rules.len()),
+            Ok(p) => println!(
+                "{}: ok ({} event types, {} rules)",
+                f.display(),
+                p.catalog.types().len(),
+                p.rules.len()
+            ),
             Err(d) => {
                 failed += 1;
                 eprint!("{}", d.render(&f.display().to_string(), &src));
             }
         }
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn explain(file: &Path, dot: bool) -> Result<()> {
@@ -222,7 +233,11 @@ fn explain(file: &Path, dot: bool) -> Result<()> {
     for rule in &program.rules {
         let nfa = &rule.nfa;
         let names: Vec<String> = nfa.vars.iter().map(|v| v.name.clone()).collect();
-        let disp = ExprDisplay { vars: &names, symbols: Some(&symbols), catalog: Some(&program.catalog) };
+        let disp = ExprDisplay {
+            vars: &names,
+            symbols: Some(&symbols),
+            catalog: Some(&program.catalog),
+        };
         let contiguity = |c: Contiguity| match c {
             Contiguity::Strict => "strict",
             Contiguity::Relaxed => "relaxed (skip till next)",
@@ -235,36 +250,69 @@ fn explain(file: &Path, dot: bool) -> Result<()> {
         let state_label = |i: usize| {
             let s = &nfa.states[i];
             let var = &names[s.var as usize];
-            if s.looping { format!("{var}[{}+]", s.repetition) } else { format!("{var}[{}]", s.repetition) }
+            if s.looping {
+                format!("{var}[{}+]", s.repetition)
+            } else {
+                format!("{var}[{}]", s.repetition)
+            }
         };
         if dot {
-            writeln!(out, "digraph \"{}\" {{\n  rankdir=LR;\n  start [shape=point];\n  ACCEPT [shape=doublecircle];", rule.name)?;
+            writeln!(
+                out,
+                "digraph \"{}\" {{\n  rankdir=LR;\n  start [shape=point];\n  ACCEPT [shape=doublecircle];",
+                rule.name
+            )?;
             for (i, s) in nfa.states.iter().enumerate() {
-                writeln!(out, "  s{i} [shape=circle, label=\"{}\\n{}\"];", state_label(i), contiguity(s.contiguity))?;
+                writeln!(
+                    out,
+                    "  s{i} [shape=circle, label=\"{}\\n{}\"];",
+                    state_label(i),
+                    contiguity(s.contiguity)
+                )?;
             }
             for t in &nfa.start {
                 writeln!(out, "  start -> {};", target(t))?;
             }
             for (i, s) in nfa.states.iter().enumerate() {
-                let cond = disp.render(&nfa.vars[s.var as usize].condition).replace('"', "\\\"");
+                let cond = disp
+                    .render(&nfa.vars[s.var as usize].condition)
+                    .replace('"', "\\\"");
                 for (rank, t) in s.next.iter().enumerate() {
-                    writeln!(out, "  s{i} -> {} [label=\"take: {cond}\\npreference {}\"];", target(t), rank + 1)?;
+                    writeln!(
+                        out,
+                        "  s{i} -> {} [label=\"take: {cond}\\npreference {}\"];",
+                        target(t),
+                        rank + 1
+                    )?;
                 }
             }
             writeln!(out, "}}")?;
             continue;
         }
         writeln!(out, "rule {}  (signal `{}`)", rule.name, rule.emit.signal)?;
-        let from: Vec<&str> =
-            rule.from.iter().filter_map(|t| program.catalog.event_type(*t)).map(|t| t.name.as_str()).collect();
+        let from: Vec<&str> = rule
+            .from
+            .iter()
+            .filter_map(|t| program.catalog.event_type(*t))
+            .map(|t| t.name.as_str())
+            .collect();
         writeln!(out, "  reads      {}", from.join(", "))?;
         let part: Vec<&str> = rule.partition_by.iter().map(|f| f.name.as_str()).collect();
-        writeln!(out, "  partition  {}", if part.is_empty() { "(none: one partition)".into() } else { part.join(", ") })?;
+        writeln!(
+            out,
+            "  partition  {}",
+            if part.is_empty() {
+                "(none: one partition)".into()
+            } else {
+                part.join(", ")
+            }
+        )?;
         writeln!(out, "  pattern    {}", nfa.pattern_text())?;
         writeln!(
             out,
             "  within     {}",
-            nfa.within.map_or("(unbounded)".into(), |w| format!("{} ms", w as f64 / 1e6))
+            nfa.within
+                .map_or("(unbounded)".into(), |w| format!("{} ms", w as f64 / 1e6))
         )?;
         writeln!(
             out,
@@ -286,7 +334,12 @@ fn explain(file: &Path, dot: bool) -> Result<()> {
         for v in &nfa.vars {
             writeln!(out, "    {:<10} {}", v.name, disp.render(&v.condition))?;
         }
-        writeln!(out, "  states ({}), start -> {}", nfa.states.len(), nfa.start.iter().map(target).collect::<Vec<_>>().join(" | "))?;
+        writeln!(
+            out,
+            "  states ({}), start -> {}",
+            nfa.states.len(),
+            nfa.start.iter().map(target).collect::<Vec<_>>().join(" | ")
+        )?;
         for (i, s) in nfa.states.iter().enumerate() {
             writeln!(
                 out,
@@ -314,20 +367,26 @@ fn progress_bar(total: u64, what: &str) -> ProgressBar {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {human_pos}/{human_len} events ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg} [{bar:40}] {human_pos}/{human_len} events ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.set_message(what.to_string());
     bar
 }
 
 fn run_replay(args: &ReplayArgs) -> Result<()> {
-    let opts = ReplayOptions { rules: args.rules.clone(), tape: args.tape.clone(), max_runs_per_key: args.max_runs_per_key };
+    let opts = ReplayOptions {
+        rules: args.rules.clone(),
+        tape: args.tape.clone(),
+        max_runs_per_key: args.max_runs_per_key,
+    };
     let mut sink: Box<dyn Write> = match (&args.out, args.json) {
-        (Some(p), _) => {
-            Box::new(BufWriter::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?))
-        }
+        (Some(p), _) => Box::new(BufWriter::new(
+            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
         (None, true) => Box::new(std::io::sink()),
         (None, false) => Box::new(BufWriter::new(std::io::stdout())),
     };
@@ -354,7 +413,10 @@ fn import(args: &ImportArgs) -> Result<()> {
     let mut symbols = SymbolTable::new();
     let stats = match args.format {
         ImportFormat::Lobster => {
-            let symbol = args.symbol.as_deref().context("--symbol is required for --format lobster (e.g. --symbol AAPL)")?;
+            let symbol = args
+                .symbol
+                .as_deref()
+                .context("--symbol is required for --format lobster (e.g. --symbol AAPL)")?;
             let catalog = feeds::lobster::lobster_catalog();
             let mut w = TapeWriter::create(
                 &args.out,
@@ -362,18 +424,33 @@ fn import(args: &ImportArgs) -> Result<()> {
                 &["none".to_string()],
                 &format!("lobster {} {}", symbol, args.input.display()),
             )?;
-            let stats = feeds::lobster::import_lobster(&args.input, symbol, args.date.as_deref(), &mut w, &mut symbols)?;
+            let stats = feeds::lobster::import_lobster(
+                &args.input,
+                symbol,
+                args.date.as_deref(),
+                &mut w,
+                &mut symbols,
+            )?;
             w.finish(&symbols)?;
             stats
         }
         ImportFormat::Csv => {
-            let schema = args.schema.as_ref().context("--schema FILE.cep is required for --format csv")?;
-            let type_name = args.type_name.as_deref().context("--type NAME is required for --format csv")?;
+            let schema = args
+                .schema
+                .as_ref()
+                .context("--schema FILE.cep is required for --format csv")?;
+            let type_name = args
+                .type_name
+                .as_deref()
+                .context("--type NAME is required for --format csv")?;
             let src = read(schema)?;
-            let file = strix::pattern_lang::parse_file(&src)
-                .map_err(|d| anyhow::anyhow!("{}", d.render(&schema.display().to_string(), &src)))?;
-            let program = strix::pattern_lang::lower_file(&file, None, &mut symbols)
-                .map_err(|d| anyhow::anyhow!("{}", d.render(&schema.display().to_string(), &src)))?;
+            let file = strix::pattern_lang::parse_file(&src).map_err(|d| {
+                anyhow::anyhow!("{}", d.render(&schema.display().to_string(), &src))
+            })?;
+            let program =
+                strix::pattern_lang::lower_file(&file, None, &mut symbols).map_err(|d| {
+                    anyhow::anyhow!("{}", d.render(&schema.display().to_string(), &src))
+                })?;
             let catalog = program.catalog;
             if catalog.type_by_name(type_name).is_none() {
                 bail!("{} declares no event type `{type_name}`", schema.display());
@@ -395,14 +472,29 @@ fn import(args: &ImportArgs) -> Result<()> {
             } else {
                 vec!["none".into()]
             };
-            let mut w =
-                TapeWriter::create(&args.out, &catalog, &labels, &format!("csv {}", args.input.display()))?;
-            let stats = feeds::csv_import::import_csv(&args.input, &catalog, type_name, &opts, &mut w, &mut symbols)?;
+            let mut w = TapeWriter::create(
+                &args.out,
+                &catalog,
+                &labels,
+                &format!("csv {}", args.input.display()),
+            )?;
+            let stats = feeds::csv_import::import_csv(
+                &args.input,
+                &catalog,
+                type_name,
+                &opts,
+                &mut w,
+                &mut symbols,
+            )?;
             w.finish(&symbols)?;
             stats
         }
     };
-    println!("imported {} events into {}", stats.events, args.out.display());
+    println!(
+        "imported {} events into {}",
+        stats.events,
+        args.out.display()
+    );
     for (t, n) in &stats.per_type {
         println!("  {t:<16} {n}");
     }
@@ -449,11 +541,22 @@ fn info(file: &Path, json: bool, verify: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("tape      {} (format v{}, {} bytes, {} blocks)", file.display(), info.version, info.file_size, info.block_count);
+    println!(
+        "tape      {} (format v{}, {} bytes, {} blocks)",
+        file.display(),
+        info.version,
+        info.file_size,
+        info.block_count
+    );
     println!("source    {}", info.source);
     println!("events    {}", info.event_count);
     if let (Some(a), Some(b)) = (info.first_ts, info.last_ts) {
-        println!("time      {} .. {} ({:.3} s)", fmt_ts(a), fmt_ts(b), (b - a) as f64 / 1e9);
+        println!(
+            "time      {} .. {} ({:.3} s)",
+            fmt_ts(a),
+            fmt_ts(b),
+            (b - a) as f64 / 1e9
+        );
     }
     println!("symbols   {}", tape.symbols().len());
     if tape.has_labels() {
@@ -461,8 +564,17 @@ fn info(file: &Path, json: bool, verify: bool) -> Result<()> {
     }
     println!("types");
     for (i, t) in catalog.types().iter().enumerate() {
-        let fields: Vec<String> = t.fields.iter().map(|f| format!("{}: {}", f.name, catalog.type_name(f.ty))).collect();
-        println!("  {:<14} {:>12}   {{ {} }}", t.name, info.counts_per_type.get(i).copied().unwrap_or(0), fields.join(", "));
+        let fields: Vec<String> = t
+            .fields
+            .iter()
+            .map(|f| format!("{}: {}", f.name, catalog.type_name(f.ty)))
+            .collect();
+        println!(
+            "  {:<14} {:>12}   {{ {} }}",
+            t.name,
+            info.counts_per_type.get(i).copied().unwrap_or(0),
+            fields.join(", ")
+        );
     }
     if verify {
         println!("verified  every block checksum");
@@ -486,13 +598,20 @@ fn fmt_ts(ns: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn export(file: &Path, format: ExportFormatArg, out: Option<&Path>) -> Result<()> {
     let tape = TapeReader::open(file)?;
     let mut w: Box<dyn Write> = match out {
-        Some(p) => Box::new(BufWriter::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)),
+        Some(p) => Box::new(BufWriter::new(
+            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
     let fmt = match format {
@@ -525,7 +644,7 @@ impl feeds::r#gen::EventSink for TapeSink<'_> {
     ) -> Result<(), Self::Error> {
         self.writer.push(ts, type_id, label, slots)?;
         self.n += 1;
-        if self.n % 1_048_576 == 0 {
+        if self.n.is_multiple_of(1_048_576) {
             self.bar.set_position(self.n);
         }
         Ok(())
@@ -535,18 +654,44 @@ impl feeds::r#gen::EventSink for TapeSink<'_> {
 fn generate(args: &GenArgs, market: bool) -> Result<()> {
     let spec = feeds::r#gen::GenSpec::new(args.events, args.seed);
     let (catalog, labels, kind) = if market {
-        (feeds::r#gen::market_catalog(), feeds::r#gen::market::LABELS.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>(), "market")
+        (
+            feeds::r#gen::market_catalog(),
+            feeds::r#gen::market::LABELS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect::<Vec<String>>(),
+            "market",
+        )
     } else {
-        (feeds::r#gen::cards_catalog(), feeds::r#gen::cards::LABELS.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>(), "cards")
+        (
+            feeds::r#gen::cards_catalog(),
+            feeds::r#gen::cards::LABELS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect::<Vec<String>>(),
+            "cards",
+        )
     };
-    let mut writer =
-        TapeWriter::create(&args.out, &catalog, &labels, &format!("gen {kind} events={} seed={}", args.events, args.seed))?;
+    let mut writer = TapeWriter::create(
+        &args.out,
+        &catalog,
+        &labels,
+        &format!("gen {kind} events={} seed={}", args.events, args.seed),
+    )?;
     let bar = progress_bar(args.events, &format!("gen {kind}"));
     let started = std::time::Instant::now();
     let generated = {
-        let mut sink = TapeSink { writer: &mut writer, bar: &bar, n: 0 };
-        if market { feeds::r#gen::market(&spec, &mut sink) } else { feeds::r#gen::cards(&spec, &mut sink) }
-            .map_err(|e| anyhow::anyhow!("{e}"))?
+        let mut sink = TapeSink {
+            writer: &mut writer,
+            bar: &bar,
+            n: 0,
+        };
+        if market {
+            feeds::r#gen::market(&spec, &mut sink)
+        } else {
+            feeds::r#gen::cards(&spec, &mut sink)
+        }
+        .map_err(|e| anyhow::anyhow!("{e}"))?
     };
     let info = writer.finish(&generated.symbols)?;
     bar.finish_and_clear();

@@ -125,10 +125,16 @@ pub fn replay(
     signals: &mut dyn Write,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ReplayReport, ReplayError> {
-    let source = std::fs::read_to_string(&opts.rules)
-        .map_err(|source| ReplayError::ReadRules { path: opts.rules.clone(), source })?;
+    let source = std::fs::read_to_string(&opts.rules).map_err(|source| ReplayError::ReadRules {
+        path: opts.rules.clone(),
+        source,
+    })?;
     let tape = TapeReader::open(&opts.tape)?;
-    let config = EngineConfig { matcher: MatcherConfig { max_runs_per_key: opts.max_runs_per_key } };
+    let config = EngineConfig {
+        matcher: MatcherConfig {
+            max_runs_per_key: opts.max_runs_per_key,
+        },
+    };
     let mut engine = Engine::build(
         &opts.rules.display().to_string(),
         &source,
@@ -146,13 +152,20 @@ pub fn replay(
             if !has_labels {
                 return None;
             }
-            let pos = |n: &str| label_names.iter().position(|l| l == n).filter(|&i| i > 0).map(|i| i as u16);
+            let pos = |n: &str| {
+                label_names
+                    .iter()
+                    .position(|l| l == n)
+                    .filter(|&i| i > 0)
+                    .map(|i| i as u16)
+            };
             pos(&r.emit.signal).or_else(|| pos(&r.name))
         })
         .collect();
     let mut score = LabelScore::default();
     // 1 ns .. 60 s at 3 significant digits; slower events saturate at 60 s.
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| ReplayError::Output(std::io::Error::other(e.to_string())))?;
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+        .map_err(|e| ReplayError::Output(std::io::Error::other(e.to_string())))?;
     let total = tape.info().event_count;
     let mut batch = EventBatch::new(tape.catalog().slot_count());
     let mut row = Vec::with_capacity(batch.slot_count());
@@ -170,7 +183,12 @@ pub fn replay(
         }
         for i in 0..batch.len() {
             batch.copy_slots(i, &mut row);
-            let view = EventView { seq: batch.seq()[i], ts: batch.ts()[i], type_id: batch.type_ids()[i], slots: &row };
+            let view = EventView {
+                seq: batch.seq()[i],
+                ts: batch.ts()[i],
+                type_id: batch.type_ids()[i],
+                slots: &row,
+            };
             let t0 = Instant::now();
             engine.push_view(view, |s| {
                 signal_count += 1;
@@ -249,7 +267,11 @@ pub fn replay(
         events,
         signals: signal_count,
         elapsed_s: elapsed,
-        events_per_s: if elapsed > 0.0 { events as f64 / elapsed } else { 0.0 },
+        events_per_s: if elapsed > 0.0 {
+            events as f64 / elapsed
+        } else {
+            0.0
+        },
         latency: Latency {
             p50_ns: hist.value_at_quantile(0.5),
             p99_ns: hist.value_at_quantile(0.99),
@@ -271,7 +293,11 @@ impl ReplayReport {
     pub fn render(&self) -> String {
         use std::fmt::Write as _;
         let mut s = String::new();
-        let _ = writeln!(s, "replay {} with {} ({} matcher)", self.tape, self.rules_file, self.matcher);
+        let _ = writeln!(
+            s,
+            "replay {} with {} ({} matcher)",
+            self.tape, self.rules_file, self.matcher
+        );
         let _ = writeln!(
             s,
             "  events      {:>14}   elapsed {:.3} s   {:.0} events/s",
@@ -282,13 +308,22 @@ impl ReplayReport {
             "  latency     p50 {} ns   p99 {} ns   p99.9 {} ns   max {} ns",
             self.latency.p50_ns, self.latency.p99_ns, self.latency.p999_ns, self.latency.max_ns
         );
-        let _ = writeln!(s, "  live runs   peak {}   evictions {}", self.peak_live_runs, self.evictions);
+        let _ = writeln!(
+            s,
+            "  live runs   peak {}   evictions {}",
+            self.peak_live_runs, self.evictions
+        );
         let _ = writeln!(s, "  signals     {}", self.signals);
         for r in &self.rules {
             let _ = write!(s, "    {:<20} {:>10} signals", r.rule, r.signals);
             if let (Some(label), Some(n)) = (&r.label, r.instances) {
                 let f = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.4}"));
-                let _ = write!(s, "   label {label}: {n} instances, recall {}, precision {}", f(r.recall), f(r.precision));
+                let _ = write!(
+                    s,
+                    "   label {label}: {n} instances, recall {}, precision {}",
+                    f(r.recall),
+                    f(r.precision)
+                );
             }
             if r.evictions > 0 {
                 let _ = write!(s, "   ({} evictions)", r.evictions);

@@ -6,7 +6,10 @@ use std::process::{Command, Output};
 use anyhow::{Context, Result};
 
 fn strix(args: &[&str]) -> Result<Output> {
-    Command::new(env!("CARGO_BIN_EXE_strix")).args(args).output().context("running strix")
+    Command::new(env!("CARGO_BIN_EXE_strix"))
+        .args(args)
+        .output()
+        .context("running strix")
 }
 
 fn text(b: &[u8]) -> String {
@@ -46,9 +49,15 @@ fn check_reports_misspelled_field_with_caret() -> Result<()> {
     assert!(err.contains("typo.cep:5:25"), "{err}");
     assert!(err.contains("unknown field `qyt`"), "{err}");
     assert!(err.contains("  define b as Order and qyt > 5"), "{err}");
-    let caret_line = err.lines().find(|l| l.contains('^')).context("caret line")?;
+    let caret_line = err
+        .lines()
+        .find(|l| l.contains('^'))
+        .context("caret line")?;
     // The caret sits under `qyt`: same column in the rendered source line.
-    let src_line = err.lines().find(|l| l.contains("define b as")).context("source line")?;
+    let src_line = err
+        .lines()
+        .find(|l| l.contains("define b as"))
+        .context("source line")?;
     assert_eq!(caret_line.find('^'), src_line.find("qyt"), "{err}");
     assert_eq!(caret_line.matches('^').count(), 3);
     Ok(())
@@ -62,7 +71,11 @@ fn check_accepts_the_example_rules() -> Result<()> {
         assert!(out.status.success(), "{f}: {}", text(&out.stderr));
         let out = strix(&["explain", p.to_str().context("path")?])?;
         assert!(out.status.success(), "{f}: {}", text(&out.stderr));
-        assert!(text(&out.stdout).contains("states"), "{}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).contains("states"),
+            "{}",
+            text(&out.stdout)
+        );
         let out = strix(&["explain", "--dot", p.to_str().context("path")?])?;
         assert!(text(&out.stdout).starts_with("digraph"));
     }
@@ -71,7 +84,16 @@ fn check_accepts_the_example_rules() -> Result<()> {
 
 fn gen_and_replay(kind: &str, rules: &str, events: &str) -> Result<serde_json::Value> {
     let tape = tmp(&format!("{kind}.tape"));
-    let out = strix(&["gen", kind, "--events", events, "--seed", "7", "-o", tape.to_str().context("path")?])?;
+    let out = strix(&[
+        "gen",
+        kind,
+        "--events",
+        events,
+        "--seed",
+        "7",
+        "-o",
+        tape.to_str().context("path")?,
+    ])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let signals = tmp(&format!("{kind}.jsonl"));
     let rules = root().join("examples/rules").join(rules);
@@ -88,7 +110,10 @@ fn gen_and_replay(kind: &str, rules: &str, events: &str) -> Result<serde_json::V
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let lines = std::fs::read_to_string(&signals)?;
-    assert_eq!(lines.lines().count() as u64, report["signals"].as_u64().context("signals")?);
+    assert_eq!(
+        lines.lines().count() as u64,
+        report["signals"].as_u64().context("signals")?
+    );
     for l in lines.lines() {
         let s: serde_json::Value = serde_json::from_str(l)?;
         for k in ["rule", "signal", "ts", "key", "seq", "fields", "id"] {
@@ -127,46 +152,93 @@ fn replay_finds_every_injected_card_fraud() -> Result<()> {
 #[test]
 fn truncated_tape_fails_replay_with_offset() -> Result<()> {
     let tape = tmp("cut.tape");
-    let out = strix(&["gen", "market", "--events", "50000", "--seed", "3", "-o", tape.to_str().context("path")?])?;
+    let out = strix(&[
+        "gen",
+        "market",
+        "--events",
+        "50000",
+        "--seed",
+        "3",
+        "-o",
+        tape.to_str().context("path")?,
+    ])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let bytes = std::fs::read(&tape)?;
     let cut = tmp("cut-half.tape");
     std::fs::write(&cut, &bytes[..bytes.len() / 2])?;
     let rules = root().join("examples/rules/market.cep");
-    let out = strix(&["replay", "--rules", rules.to_str().context("path")?, "--tape", cut.to_str().context("path")?])?;
+    let out = strix(&[
+        "replay",
+        "--rules",
+        rules.to_str().context("path")?,
+        "--tape",
+        cut.to_str().context("path")?,
+    ])?;
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("offset"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
-    assert!(out.stdout.is_empty(), "no signals may be printed from a broken tape");
+    assert!(
+        out.stdout.is_empty(),
+        "no signals may be printed from a broken tape"
+    );
     Ok(())
 }
 
 #[test]
 fn tape_info_and_export() -> Result<()> {
     let tape = tmp("small.tape");
-    let out = strix(&["gen", "cards", "--events", "1000", "--seed", "1", "-o", tape.to_str().context("path")?])?;
+    let out = strix(&[
+        "gen",
+        "cards",
+        "--events",
+        "1000",
+        "--seed",
+        "1",
+        "-o",
+        tape.to_str().context("path")?,
+    ])?;
     assert!(out.status.success());
-    let out = strix(&["tape", "info", "--json", "--verify", tape.to_str().context("path")?])?;
+    let out = strix(&[
+        "tape",
+        "info",
+        "--json",
+        "--verify",
+        tape.to_str().context("path")?,
+    ])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let info: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(info["events"], 1000);
     assert_eq!(info["types"][0]["name"], "Txn");
-    let out = strix(&["tape", "export", "--format", "jsonl", tape.to_str().context("path")?])?;
+    let out = strix(&[
+        "tape",
+        "export",
+        "--format",
+        "jsonl",
+        tape.to_str().context("path")?,
+    ])?;
     assert!(out.status.success());
     let stdout = text(&out.stdout);
     assert_eq!(stdout.lines().count(), 1000);
     let first: serde_json::Value = serde_json::from_str(stdout.lines().next().context("line")?)?;
     assert_eq!(first["seq"], 0);
     assert_eq!(first["type"], "Txn");
-    let out = strix(&["tape", "export", "--format", "csv", tape.to_str().context("path")?])?;
+    let out = strix(&[
+        "tape",
+        "export",
+        "--format",
+        "csv",
+        tape.to_str().context("path")?,
+    ])?;
     assert_eq!(text(&out.stdout).lines().count(), 1001);
     Ok(())
 }
 
 #[test]
 fn lobster_aapl_imports_and_runs() -> Result<()> {
-    let Some(data) = shared_data() else { return Ok(()) };
+    let Some(data) = shared_data() else {
+        return Ok(());
+    };
     let zip = data.join("lobster/LOBSTER_SampleFile_AAPL_2012-06-21_1.zip");
     let tape = tmp("aapl.tape");
     let out = strix(&[
@@ -185,11 +257,21 @@ fn lobster_aapl_imports_and_runs() -> Result<()> {
     let info: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(info["events"], 118_497);
     let rules = root().join("examples/rules/lobster.cep");
-    let out = strix(&["replay", "--rules", rules.to_str().context("path")?, "--tape", tape.to_str().context("path")?, "--json"])?;
+    let out = strix(&[
+        "replay",
+        "--rules",
+        rules.to_str().context("path")?,
+        "--tape",
+        tape.to_str().context("path")?,
+        "--json",
+    ])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(report["events"], 118_497);
-    assert!(report["signals"].as_u64().context("signals")? > 0, "{report}");
+    assert!(
+        report["signals"].as_u64().context("signals")? > 0,
+        "{report}"
+    );
     Ok(())
 }
 
@@ -201,11 +283,35 @@ fn csv_import_reports_bad_rows_with_line_and_column() -> Result<()> {
     std::fs::write(&good, "\u{feff}ts,symbol,price\n1,AAPL,10.5\n2,MSFT,20\n")?;
     let tape = tmp("csv.tape");
     let s = |p: &Path| p.to_str().map(str::to_owned).context("path");
-    let out = strix(&["tape", "import", "--format", "csv", "--schema", &s(&schema)?, "--type", "Tick", &s(&good)?, "-o", &s(&tape)?])?;
+    let out = strix(&[
+        "tape",
+        "import",
+        "--format",
+        "csv",
+        "--schema",
+        &s(&schema)?,
+        "--type",
+        "Tick",
+        &s(&good)?,
+        "-o",
+        &s(&tape)?,
+    ])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let bad = tmp("bad.csv");
     std::fs::write(&bad, "ts,symbol,price\n1,AAPL,10.5\n2,MSFT,abc\n")?;
-    let out = strix(&["tape", "import", "--format", "csv", "--schema", &s(&schema)?, "--type", "Tick", &s(&bad)?, "-o", &s(&tape)?])?;
+    let out = strix(&[
+        "tape",
+        "import",
+        "--format",
+        "csv",
+        "--schema",
+        &s(&schema)?,
+        "--type",
+        "Tick",
+        &s(&bad)?,
+        "-o",
+        &s(&tape)?,
+    ])?;
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains(":3:3"), "{err}");

@@ -36,10 +36,16 @@ struct Case {
 }
 
 fn parse_time(s: &str) -> Result<i64> {
-    let (num, mult) = [("ns", 1i64), ("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000), ("m", 60_000_000_000)]
-        .iter()
-        .find_map(|(u, m)| s.strip_suffix(u).map(|n| (n, *m)))
-        .unwrap_or((s, 1));
+    let (num, mult) = [
+        ("ns", 1i64),
+        ("us", 1_000),
+        ("ms", 1_000_000),
+        ("s", 1_000_000_000),
+        ("m", 60_000_000_000),
+    ]
+    .iter()
+    .find_map(|(u, m)| s.strip_suffix(u).map(|n| (n, *m)))
+    .unwrap_or((s, 1));
     let v: f64 = num.parse().with_context(|| format!("bad time `{s}`"))?;
     Ok((v * mult as f64).round() as i64)
 }
@@ -47,9 +53,16 @@ fn parse_time(s: &str) -> Result<i64> {
 /// Runs one case; returns the matches (seq lists) and the first signal's fields.
 fn run_case(decls: &str, case: &Case) -> Result<(Vec<Vec<u64>>, Option<serde_json::Value>)> {
     let src = format!("{decls}\n{}", case.rule);
-    let mut engine = Engine::from_rules(&format!("{}.cep", case.name), &src).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut engine = Engine::from_rules(&format!("{}.cep", case.name), &src)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut events = Vec::new();
-    for (seq, line) in case.events.split([';', '\n']).map(str::trim).filter(|l| !l.is_empty()).enumerate() {
+    for (seq, line) in case
+        .events
+        .split([';', '\n'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
         let mut parts = line.split_whitespace();
         let ty = parts.next().context("empty event")?;
         let mut ts = seq as i64 * 1_000_000_000;
@@ -72,7 +85,11 @@ fn run_case(decls: &str, case: &Case) -> Result<(Vec<Vec<u64>>, Option<serde_jso
             .clone();
         let mut values: Vec<(&str, FieldValue<'_>)> = Vec::new();
         for (k, v) in &fields {
-            let f = et.fields.iter().find(|f| &f.name == k).with_context(|| format!("no field {k} on {ty}"))?;
+            let f = et
+                .fields
+                .iter()
+                .find(|f| &f.name == k)
+                .with_context(|| format!("no field {k} on {ty}"))?;
             use strix::cep_core::schema::FieldType as T;
             let fv = match f.ty {
                 T::I64 | T::Ts => FieldValue::I64(v.parse()?),
@@ -83,7 +100,9 @@ fn run_case(decls: &str, case: &Case) -> Result<(Vec<Vec<u64>>, Option<serde_jso
             };
             values.push((k, fv));
         }
-        let e = engine.event(ty, ts, &values).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let e = engine
+            .event(ty, ts, &values)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         events.push(e);
     }
     let mut out = Vec::new();
@@ -104,7 +123,9 @@ fn run_case(decls: &str, case: &Case) -> Result<(Vec<Vec<u64>>, Option<serde_jso
 #[test]
 fn semantic_corpus() -> Result<()> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
     files.retain(|p| p.extension().is_some_and(|x| x == "toml"));
     files.sort();
     let mut total = 0;
@@ -112,7 +133,8 @@ fn semantic_corpus() -> Result<()> {
     let mut names = std::collections::HashSet::new();
     for path in &files {
         let text = std::fs::read_to_string(path)?;
-        let file: CorpusFile = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let file: CorpusFile =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         for case in &file.cases {
             total += 1;
             if !names.insert(case.name.clone()) {
@@ -132,7 +154,10 @@ fn semantic_corpus() -> Result<()> {
                     if let Some(want) = &case.fields {
                         let want: serde_json::Value = serde_json::from_str(want)?;
                         if fields.as_ref() != Some(&want) {
-                            failures.push(format!("{}: fields expected {want}, got {fields:?}", case.name));
+                            failures.push(format!(
+                                "{}: fields expected {want}, got {fields:?}",
+                                case.name
+                            ));
                         }
                     }
                 }
@@ -142,8 +167,15 @@ fn semantic_corpus() -> Result<()> {
     }
     println!("semantic corpus: {} cases in {} files", total, files.len());
     if !failures.is_empty() {
-        bail!("{} of {total} corpus cases failed:\n{}", failures.len(), failures.join("\n"));
+        bail!(
+            "{} of {total} corpus cases failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
     }
-    assert!(total >= 60, "the corpus must hold at least 60 cases, has {total}");
+    assert!(
+        total >= 60,
+        "the corpus must hold at least 60 cases, has {total}"
+    );
     Ok(())
 }

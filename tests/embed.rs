@@ -6,14 +6,23 @@ mod embed_example;
 #[test]
 fn embed_example_emits_card_testing_and_velocity() -> anyhow::Result<()> {
     let lines = embed_example::run()?;
-    let signals: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str(l)).collect::<Result<_, _>>()?;
+    let signals: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l))
+        .collect::<Result<_, _>>()?;
     assert_eq!(signals.len(), 2, "{lines:?}");
-    let testing = signals.iter().find(|s| s["signal"] == "card_testing").expect("card_testing signal");
+    let testing = signals
+        .iter()
+        .find(|s| s["signal"] == "card_testing")
+        .expect("card_testing signal");
     assert_eq!(testing["key"], "C1");
     assert_eq!(testing["seq"], serde_json::json!([0, 2, 3, 6]));
     assert_eq!(testing["fields"]["probes"], 3);
     assert_eq!(testing["fields"]["amount"], 950.0);
-    let velocity = signals.iter().find(|s| s["signal"] == "velocity").expect("velocity signal");
+    let velocity = signals
+        .iter()
+        .find(|s| s["signal"] == "velocity")
+        .expect("velocity signal");
     assert_eq!(velocity["key"], "C2");
     assert_eq!(velocity["seq"], serde_json::json!([1, 4, 5]));
     assert_eq!(velocity["fields"]["first_country"], "FR");

@@ -37,7 +37,12 @@ pub struct Event {
 impl Event {
     /// A borrowed view of this event.
     pub fn view(&self) -> EventView<'_> {
-        EventView { seq: self.seq, ts: self.ts, type_id: self.type_id, slots: &self.slots }
+        EventView {
+            seq: self.seq,
+            ts: self.ts,
+            type_id: self.type_id,
+            slots: &self.slots,
+        }
     }
 }
 
@@ -77,7 +82,10 @@ pub struct EventBatch {
 impl EventBatch {
     /// An empty batch with `slot_count` slot columns.
     pub fn new(slot_count: usize) -> Self {
-        Self { slots: vec![Vec::new(); slot_count], ..Self::default() }
+        Self {
+            slots: vec![Vec::new(); slot_count],
+            ..Self::default()
+        }
     }
 
     /// An empty batch with room for `capacity` rows.
@@ -88,7 +96,9 @@ impl EventBatch {
             type_id: Vec::with_capacity(capacity),
             class: Vec::with_capacity(capacity),
             instance: Vec::with_capacity(capacity),
-            slots: (0..slot_count).map(|_| Vec::with_capacity(capacity)).collect(),
+            slots: (0..slot_count)
+                .map(|_| Vec::with_capacity(capacity))
+                .collect(),
         }
     }
 
@@ -166,7 +176,10 @@ impl EventBatch {
 
     /// The label of row `row`.
     pub fn label(&self, row: usize) -> Label {
-        Label { class: self.class[row], instance: self.instance[row] }
+        Label {
+            class: self.class[row],
+            instance: self.instance[row],
+        }
     }
 
     /// Copies row `row`'s slots into `out` (resized to the slot count).
@@ -180,7 +193,13 @@ impl EventBatch {
     pub fn event(&self, row: usize) -> Event {
         let mut slots = Vec::with_capacity(self.slots.len());
         self.copy_slots(row, &mut slots);
-        Event { seq: self.seq[row], ts: self.ts[row], type_id: self.type_id[row], label: self.label(row), slots }
+        Event {
+            seq: self.seq[row],
+            ts: self.ts[row],
+            type_id: self.type_id[row],
+            label: self.label(row),
+            slots,
+        }
     }
 }
 
@@ -191,12 +210,30 @@ mod tests {
     #[test]
     fn batch_round_trips_rows() {
         let mut b = EventBatch::new(2);
-        b.push(7, 100, 1, Label { class: 2, instance: 9 }, &[5]);
+        b.push(
+            7,
+            100,
+            1,
+            Label {
+                class: 2,
+                instance: 9,
+            },
+            &[5],
+        );
         b.push(8, 101, 0, Label::default(), &[1, 2, 3]);
         assert_eq!(b.len(), 2);
         let e = b.event(0);
-        assert_eq!((e.seq, e.ts, e.type_id, e.slots.clone()), (7, 100, 1, vec![5, 0]));
-        assert_eq!(e.label, Label { class: 2, instance: 9 });
+        assert_eq!(
+            (e.seq, e.ts, e.type_id, e.slots.clone()),
+            (7, 100, 1, vec![5, 0])
+        );
+        assert_eq!(
+            e.label,
+            Label {
+                class: 2,
+                instance: 9
+            }
+        );
         assert_eq!(b.event(1).slots, vec![1, 2]);
         assert_eq!(e.view().slot(5), 0);
         b.clear();

@@ -36,7 +36,11 @@ impl FieldAccess {
     /// Reads the raw slot (for keys); `None` if the type lacks the field.
     #[inline]
     pub fn read_raw(&self, e: &EventView<'_>) -> Option<u64> {
-        self.slots.get(e.type_id as usize).copied().flatten().map(|s| e.slot(s as usize))
+        self.slots
+            .get(e.type_id as usize)
+            .copied()
+            .flatten()
+            .map(|s| e.slot(s as usize))
     }
 }
 
@@ -218,8 +222,13 @@ impl Expr {
                 let mut acc = Value::Null;
                 let mut count = 0u64;
                 for i in 0..n {
-                    let Some(e) = b.var_event(*var, i) else { continue };
-                    let v = arg.eval(&WithCurrent { inner: b, current: e });
+                    let Some(e) = b.var_event(*var, i) else {
+                        continue;
+                    };
+                    let v = arg.eval(&WithCurrent {
+                        inner: b,
+                        current: e,
+                    });
                     if v == Value::Null {
                         continue;
                     }
@@ -228,10 +237,18 @@ impl Expr {
                         (_, Value::Null) => v,
                         (AggFunc::Sum | AggFunc::Avg, a) => arith(ArithOp::Add, a, v),
                         (AggFunc::Min, a) => {
-                            if v.compare(a) == Some(std::cmp::Ordering::Less) { v } else { a }
+                            if v.compare(a) == Some(std::cmp::Ordering::Less) {
+                                v
+                            } else {
+                                a
+                            }
                         }
                         (AggFunc::Max, a) => {
-                            if v.compare(a) == Some(std::cmp::Ordering::Greater) { v } else { a }
+                            if v.compare(a) == Some(std::cmp::Ordering::Greater) {
+                                v
+                            } else {
+                                a
+                            }
                         }
                     };
                 }
@@ -244,7 +261,10 @@ impl Expr {
             Expr::InVar { needle, var, field } => {
                 let x = needle.eval(b);
                 let n = b.var_len(*var);
-                Value::Bool((0..n).any(|i| b.var_event(*var, i).is_some_and(|e| field.read(&e).equals(x))))
+                Value::Bool((0..n).any(|i| {
+                    b.var_event(*var, i)
+                        .is_some_and(|e| field.read(&e).equals(x))
+                }))
             }
             Expr::InList { needle, list } => {
                 let x = needle.eval(b);
@@ -257,7 +277,9 @@ impl Expr {
             Expr::Arith(op, l, r) => arith(*op, l.eval(b), r.eval(b)),
             Expr::Neg(x) => match x.eval(b) {
                 Value::I64(v) => Value::I64(v.wrapping_neg()),
-                Value::U64(v) => i64::try_from(v).map_or(Value::F64(-(v as f64)), |v| Value::I64(-v)),
+                Value::U64(v) => {
+                    i64::try_from(v).map_or(Value::F64(-(v as f64)), |v| Value::I64(-v))
+                }
                 Value::F64(v) => Value::F64(-v),
                 _ => Value::Null,
             },
@@ -289,10 +311,14 @@ impl Expr {
     pub fn is_single_event(&self) -> bool {
         match self {
             Expr::Const(_) | Expr::Field(_) | Expr::Ts | Expr::Seq | Expr::TypeIs(_) => true,
-            Expr::VarField { .. } | Expr::VarCount(_) | Expr::VarAgg { .. } | Expr::InVar { .. } | Expr::Prev { .. } => {
-                false
+            Expr::VarField { .. }
+            | Expr::VarCount(_)
+            | Expr::VarAgg { .. }
+            | Expr::InVar { .. }
+            | Expr::Prev { .. } => false,
+            Expr::InList { needle, list } => {
+                needle.is_single_event() && list.iter().all(Expr::is_single_event)
             }
-            Expr::InList { needle, list } => needle.is_single_event() && list.iter().all(Expr::is_single_event),
             Expr::Arith(_, l, r) | Expr::Cmp(_, l, r) | Expr::And(l, r) | Expr::Or(l, r) => {
                 l.is_single_event() && r.is_single_event()
             }
@@ -306,8 +332,13 @@ impl Expr {
             Expr::Prev { n, .. } => *n,
             Expr::VarAgg { arg, .. } => arg.max_prev(),
             Expr::InVar { needle, .. } | Expr::Neg(needle) | Expr::Not(needle) => needle.max_prev(),
-            Expr::InList { needle, list } => list.iter().map(Expr::max_prev).fold(needle.max_prev(), u32::max),
-            Expr::Arith(_, l, r) | Expr::Cmp(_, l, r) | Expr::And(l, r) | Expr::Or(l, r) => l.max_prev().max(r.max_prev()),
+            Expr::InList { needle, list } => list
+                .iter()
+                .map(Expr::max_prev)
+                .fold(needle.max_prev(), u32::max),
+            Expr::Arith(_, l, r) | Expr::Cmp(_, l, r) | Expr::And(l, r) | Expr::Or(l, r) => {
+                l.max_prev().max(r.max_prev())
+            }
             _ => 0,
         }
     }
@@ -334,29 +365,68 @@ mod tests {
     }
 
     fn qty() -> FieldAccess {
-        FieldAccess { name: "qty".into(), ty: FieldType::F64, slots: vec![Some(0), None] }
+        FieldAccess {
+            name: "qty".into(),
+            ty: FieldType::F64,
+            slots: vec![Some(0), None],
+        }
     }
 
     #[test]
     fn evaluates_fields_aggregates_and_nulls() {
         let s1 = [2.0f64.to_bits()];
         let s2 = [4.0f64.to_bits()];
-        let e1 = EventView { seq: 1, ts: 10, type_id: 0, slots: &s1 };
-        let e2 = EventView { seq: 2, ts: 20, type_id: 0, slots: &s2 };
-        let other = EventView { seq: 3, ts: 30, type_id: 1, slots: &s2 };
+        let e1 = EventView {
+            seq: 1,
+            ts: 10,
+            type_id: 0,
+            slots: &s1,
+        };
+        let e2 = EventView {
+            seq: 2,
+            ts: 20,
+            type_id: 0,
+            slots: &s2,
+        };
+        let other = EventView {
+            seq: 3,
+            ts: 30,
+            type_id: 1,
+            slots: &s2,
+        };
         let b = One(e2, vec![vec![e1, e2]]);
-        let avg = Expr::VarAgg { func: AggFunc::Avg, var: 0, arg: Box::new(Expr::Field(qty())) };
+        let avg = Expr::VarAgg {
+            func: AggFunc::Avg,
+            var: 0,
+            arg: Box::new(Expr::Field(qty())),
+        };
         assert_eq!(avg.eval(&b), Value::F64(3.0));
-        let max = Expr::VarAgg { func: AggFunc::Max, var: 0, arg: Box::new(Expr::Field(qty())) };
+        let max = Expr::VarAgg {
+            func: AggFunc::Max,
+            var: 0,
+            arg: Box::new(Expr::Field(qty())),
+        };
         assert_eq!(max.eval(&b), Value::F64(4.0));
         assert_eq!(Expr::VarCount(0).eval(&b), Value::I64(2));
-        let first = Expr::VarField { var: 0, pick: Pick::First, field: Some(qty()) };
+        let first = Expr::VarField {
+            var: 0,
+            pick: Pick::First,
+            field: Some(qty()),
+        };
         assert_eq!(first.eval(&b), Value::F64(2.0));
-        let out_of_range = Expr::VarField { var: 0, pick: Pick::Index(5), field: Some(qty()) };
+        let out_of_range = Expr::VarField {
+            var: 0,
+            pick: Pick::Index(5),
+            field: Some(qty()),
+        };
         assert_eq!(out_of_range.eval(&b), Value::Null);
         // A type without the field reads Null, and comparisons with Null are false both ways.
         let b2 = One(other, vec![]);
-        let gt = Expr::Cmp(CmpOp::Gt, Box::new(Expr::Field(qty())), Box::new(Expr::Const(Value::I64(0))));
+        let gt = Expr::Cmp(
+            CmpOp::Gt,
+            Box::new(Expr::Field(qty())),
+            Box::new(Expr::Const(Value::I64(0))),
+        );
         assert_eq!(gt.eval(&b2), Value::Bool(false));
         assert_eq!(Expr::Not(Box::new(gt.clone())).eval(&b2), Value::Bool(true));
         assert!(gt.is_single_event());
@@ -377,7 +447,10 @@ pub struct ExprDisplay<'a> {
 
 impl ExprDisplay<'_> {
     fn var(&self, v: VarId) -> String {
-        self.vars.get(v as usize).cloned().unwrap_or_else(|| format!("var#{v}"))
+        self.vars
+            .get(v as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("var#{v}"))
     }
 
     fn value(&self, v: Value, hint: Option<FieldType>) -> String {
@@ -387,7 +460,11 @@ impl ExprDisplay<'_> {
                 None => format!("sym#{s}"),
             },
             (Value::Enum(i), Some(FieldType::Enum(e))) => {
-                match self.catalog.and_then(|c| c.enum_def(e)).and_then(|d| d.variants.get(i as usize)) {
+                match self
+                    .catalog
+                    .and_then(|c| c.enum_def(e))
+                    .and_then(|d| d.variants.get(i as usize))
+                {
                     Some(n) => format!("{n:?}"),
                     None => format!("variant#{i}"),
                 }
@@ -403,7 +480,9 @@ impl ExprDisplay<'_> {
 
     fn hint(e: &Expr) -> Option<FieldType> {
         match e {
-            Expr::Field(f) | Expr::Prev { field: f, .. } | Expr::InVar { field: f, .. } => Some(f.ty),
+            Expr::Field(f) | Expr::Prev { field: f, .. } | Expr::InVar { field: f, .. } => {
+                Some(f.ty)
+            }
             Expr::VarField { field: Some(f), .. } => Some(f.ty),
             _ => None,
         }
@@ -417,7 +496,11 @@ impl ExprDisplay<'_> {
     fn render_hinted(&self, e: &Expr, hint: Option<FieldType>) -> String {
         let bin = |op: &str, l: &Expr, r: &Expr| {
             let h = Self::hint(l).or(Self::hint(r));
-            format!("({} {op} {})", self.render_hinted(l, h), self.render_hinted(r, h))
+            format!(
+                "({} {op} {})",
+                self.render_hinted(l, h),
+                self.render_hinted(r, h)
+            )
         };
         match e {
             Expr::Const(v) => self.value(*v, hint),
@@ -433,7 +516,11 @@ impl ExprDisplay<'_> {
                             .map_or_else(|| format!("type#{t}"), |t| t.name.clone())
                     })
                     .collect();
-                if names.len() == 1 { names[0].clone() } else { format!("({})", names.join(" or ")) }
+                if names.len() == 1 {
+                    names[0].clone()
+                } else {
+                    format!("({})", names.join(" or "))
+                }
             }
             Expr::VarField { var, pick, field } => {
                 let f = field.as_ref().map_or("ts", |f| f.name.as_str());
@@ -454,7 +541,12 @@ impl ExprDisplay<'_> {
                 format!("{f}({} over {})", self.render(arg), self.var(*var))
             }
             Expr::InVar { needle, var, field } => {
-                format!("({} in {}.{})", self.render(needle), self.var(*var), field.name)
+                format!(
+                    "({} in {}.{})",
+                    self.render(needle),
+                    self.var(*var),
+                    field.name
+                )
             }
             Expr::InList { needle, list } => {
                 let h = Self::hint(needle);

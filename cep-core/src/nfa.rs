@@ -76,7 +76,11 @@ pub struct Quantifier {
 
 impl Quantifier {
     /// Exactly one.
-    pub const ONE: Self = Self { min: 1, max: Some(1), greedy: true };
+    pub const ONE: Self = Self {
+        min: 1,
+        max: Some(1),
+        greedy: true,
+    };
 }
 
 impl fmt::Display for Quantifier {
@@ -209,13 +213,25 @@ impl Builder {
 
     /// Declares a variable; returns its id.
     pub fn var(&mut self, name: &str, condition: Expr) -> VarId {
-        self.vars.push(Variable { name: name.into(), condition });
+        self.vars.push(Variable {
+            name: name.into(),
+            condition,
+        });
         (self.vars.len() - 1) as VarId
     }
 
     /// Appends a pattern element.
-    pub fn element(&mut self, var: VarId, quantifier: Quantifier, contiguity: Contiguity) -> &mut Self {
-        self.elements.push(Element { var, quantifier, contiguity });
+    pub fn element(
+        &mut self,
+        var: VarId,
+        quantifier: Quantifier,
+        contiguity: Contiguity,
+    ) -> &mut Self {
+        self.elements.push(Element {
+            var,
+            quantifier,
+            contiguity,
+        });
         self
     }
 
@@ -245,12 +261,21 @@ impl Builder {
         if self.within.is_some_and(|w| w <= 0) {
             return Err(BuildError::BadWithin);
         }
-        let name = |v: VarId| self.vars.get(v as usize).map(|x| x.name.clone()).ok_or(BuildError::UnknownVar(v));
+        let name = |v: VarId| {
+            self.vars
+                .get(v as usize)
+                .map(|x| x.name.clone())
+                .ok_or(BuildError::UnknownVar(v))
+        };
         for e in &self.elements {
             let n = name(e.var)?;
             if let Some(max) = e.quantifier.max {
                 if max < e.quantifier.min {
-                    return Err(BuildError::BadQuantifier { var: n, min: e.quantifier.min, max });
+                    return Err(BuildError::BadQuantifier {
+                        var: n,
+                        min: e.quantifier.min,
+                        max,
+                    });
                 }
                 if max == 0 {
                     return Err(BuildError::ZeroQuantifier(n));
@@ -261,7 +286,9 @@ impl Builder {
             return Err(BuildError::MatchesEmpty);
         }
         match self.after_match {
-            AfterMatch::ToFirst(v) | AfterMatch::ToLast(v) if !self.elements.iter().any(|e| e.var == v) => {
+            AfterMatch::ToFirst(v) | AfterMatch::ToLast(v)
+                if !self.elements.iter().any(|e| e.var == v) =>
+            {
                 return Err(BuildError::SkipVar(v));
             }
             _ => {}
@@ -397,7 +424,15 @@ mod tests {
         let x = b.var("b", t());
         let c = b.var("c", t());
         b.element(a, Quantifier::ONE, Contiguity::Strict)
-            .element(x, Quantifier { min: 1, max: None, greedy: true }, Contiguity::Relaxed)
+            .element(
+                x,
+                Quantifier {
+                    min: 1,
+                    max: None,
+                    greedy: true,
+                },
+                Contiguity::Relaxed,
+            )
             .element(c, Quantifier::ONE, Contiguity::Relaxed);
         let n = b.build().unwrap();
         assert_eq!(n.states.len(), 3);
@@ -409,8 +444,15 @@ mod tests {
         let mut b = Builder::new();
         let a = b.var("a", t());
         let x = b.var("b", t());
-        b.element(a, Quantifier::ONE, Contiguity::Strict)
-            .element(x, Quantifier { min: 0, max: Some(2), greedy: false }, Contiguity::Strict);
+        b.element(a, Quantifier::ONE, Contiguity::Strict).element(
+            x,
+            Quantifier {
+                min: 0,
+                max: Some(2),
+                greedy: false,
+            },
+            Contiguity::Strict,
+        );
         let n = b.build().unwrap();
         // a's next: reluctant optional b -> prefer Accept first.
         assert_eq!(n.states[0].next, vec![Target::Accept, Target::State(1)]);
@@ -424,11 +466,27 @@ mod tests {
         let mut b = Builder::new();
         assert_eq!(b.build(), Err(BuildError::Empty));
         let a = b.var("a", t());
-        b.element(a, Quantifier { min: 0, max: None, greedy: true }, Contiguity::Strict);
+        b.element(
+            a,
+            Quantifier {
+                min: 0,
+                max: None,
+                greedy: true,
+            },
+            Contiguity::Strict,
+        );
         assert_eq!(b.build(), Err(BuildError::MatchesEmpty));
         let mut b = Builder::new();
         let a = b.var("a", t());
-        b.element(a, Quantifier { min: 3, max: Some(2), greedy: true }, Contiguity::Strict);
+        b.element(
+            a,
+            Quantifier {
+                min: 3,
+                max: Some(2),
+                greedy: true,
+            },
+            Contiguity::Strict,
+        );
         assert!(matches!(b.build(), Err(BuildError::BadQuantifier { .. })));
     }
 
@@ -436,7 +494,15 @@ mod tests {
     fn counted_loops_unroll() {
         let mut b = Builder::new();
         let a = b.var("a", t());
-        b.element(a, Quantifier { min: 3, max: None, greedy: true }, Contiguity::Relaxed);
+        b.element(
+            a,
+            Quantifier {
+                min: 3,
+                max: None,
+                greedy: true,
+            },
+            Contiguity::Relaxed,
+        );
         let n = b.build().unwrap();
         assert_eq!(n.states.len(), 3);
         assert_eq!(n.states[0].next, vec![Target::State(1)]);

@@ -39,7 +39,9 @@ pub struct MatcherConfig {
 
 impl Default for MatcherConfig {
     fn default() -> Self {
-        Self { max_runs_per_key: 10_000 }
+        Self {
+            max_runs_per_key: 10_000,
+        }
     }
 }
 
@@ -70,7 +72,12 @@ struct StoredEvent {
 
 impl StoredEvent {
     fn view(&self) -> EventView<'_> {
-        EventView { seq: self.seq, ts: self.ts, type_id: self.type_id, slots: &self.slots }
+        EventView {
+            seq: self.seq,
+            ts: self.ts,
+            type_id: self.type_id,
+            slots: &self.slots,
+        }
     }
 }
 
@@ -138,7 +145,14 @@ impl ReferenceMatcher {
     /// A matcher for `rule`, which is rule number `rule_index` of its program (copied into signals).
     pub fn new(rule: Rule, rule_index: usize, config: MatcherConfig) -> Self {
         let keep_prev = rule.max_prev() as usize;
-        Self { rule, rule_index, config, keep_prev, partitions: HashMap::new(), stats: MatcherStats::default() }
+        Self {
+            rule,
+            rule_index,
+            config,
+            keep_prev,
+            partitions: HashMap::new(),
+            stats: MatcherStats::default(),
+        }
     }
 
     /// The rule.
@@ -163,12 +177,18 @@ impl ReferenceMatcher {
             Partition::default()
         });
         let before = part.runs.len();
-        part.history.push_back(StoredEvent { seq: e.seq, ts: e.ts, type_id: e.type_id, slots: e.slots.into() });
+        part.history.push_back(StoredEvent {
+            seq: e.seq,
+            ts: e.ts,
+            type_id: e.type_id,
+            slots: e.slots.into(),
+        });
         let cur = part.history.len() - 1;
         let nfa = &self.rule.nfa;
 
         if let Some(w) = nfa.within {
-            part.runs.retain(|r| r.accepted || e.ts.saturating_sub(r.start_ts) <= w);
+            part.runs
+                .retain(|r| r.accepted || e.ts.saturating_sub(r.start_ts) <= w);
         }
 
         let mut next: Vec<Run> = Vec::with_capacity(part.runs.len() + 2);
@@ -183,7 +203,11 @@ impl ReferenceMatcher {
                 }
                 Target::Accept => {
                     r.accepted = true;
-                    if select_all { completed.push(r) } else { next.push(r) }
+                    if select_all {
+                        completed.push(r)
+                    } else {
+                        next.push(r)
+                    }
                 }
             }
         };
@@ -194,7 +218,11 @@ impl ReferenceMatcher {
             }
             let st = &nfa.states[run.state as usize];
             let ok = {
-                let b = RunBindings { history: &part.history, taken: &run.taken, current: cur };
+                let b = RunBindings {
+                    history: &part.history,
+                    taken: &run.taken,
+                    current: cur,
+                };
                 nfa.vars[st.var as usize].condition.eval(&b).is_true()
             };
             if ok {
@@ -217,12 +245,21 @@ impl ReferenceMatcher {
             let Target::State(s) = t else { continue };
             let st = &nfa.states[s as usize];
             let ok = {
-                let b = RunBindings { history: &part.history, taken: &[], current: cur };
+                let b = RunBindings {
+                    history: &part.history,
+                    taken: &[],
+                    current: cur,
+                };
                 nfa.vars[st.var as usize].condition.eval(&b).is_true()
             };
             if ok {
-                let base =
-                    Run { state: s, accepted: false, start_seq: e.seq, start_ts: e.ts, taken: vec![(st.var, e.seq)] };
+                let base = Run {
+                    state: s,
+                    accepted: false,
+                    start_seq: e.seq,
+                    start_ts: e.ts,
+                    taken: vec![(st.var, e.seq)],
+                };
                 for &t2 in &st.next {
                     push_target(&mut next, &mut completed, t2, &base);
                 }
@@ -235,15 +272,29 @@ impl ReferenceMatcher {
             while !pending.is_empty() {
                 let m = pending.remove(0);
                 let range = skip_range(nfa.after_match, &m);
-                out.push(make_signal(&self.rule, self.rule_index, key, &part.history, &m));
+                out.push(make_signal(
+                    &self.rule,
+                    self.rule_index,
+                    key,
+                    &part.history,
+                    &m,
+                ));
                 self.stats.matches += 1;
                 if let Some((lo, hi)) = range {
-                    part.runs.retain(|r| !(lo <= r.start_seq && r.start_seq < hi));
+                    part.runs
+                        .retain(|r| !(lo <= r.start_seq && r.start_seq < hi));
                     pending.retain(|r| !(lo <= r.start_seq && r.start_seq < hi));
                 }
             }
         } else {
-            report_preferred(&self.rule, self.rule_index, key, part, out, &mut self.stats.matches);
+            report_preferred(
+                &self.rule,
+                self.rule_index,
+                key,
+                part,
+                out,
+                &mut self.stats.matches,
+            );
         }
 
         let live = part.runs.len();
@@ -253,8 +304,15 @@ impl ReferenceMatcher {
             self.stats.evictions += evict as u64;
         }
         // Drop history no run can refer to any more.
-        let oldest = part.runs.iter().map(|r| r.start_seq).min().unwrap_or(u64::MAX);
-        while part.history.len() > self.keep_prev + 1 && part.history.front().is_some_and(|h| h.seq < oldest) {
+        let oldest = part
+            .runs
+            .iter()
+            .map(|r| r.start_seq)
+            .min()
+            .unwrap_or(u64::MAX);
+        while part.history.len() > self.keep_prev + 1
+            && part.history.front().is_some_and(|h| h.seq < oldest)
+        {
             part.history.pop_front();
         }
         self.stats.live_runs = self.stats.live_runs.saturating_sub(before) + part.runs.len();
@@ -267,9 +325,18 @@ impl ReferenceMatcher {
         let mut keys: Vec<PartitionKey> = self.partitions.keys().copied().collect();
         keys.sort_unstable();
         for key in keys {
-            let Some(part) = self.partitions.get_mut(&key) else { continue };
+            let Some(part) = self.partitions.get_mut(&key) else {
+                continue;
+            };
             part.runs.retain(|r| r.accepted);
-            report_preferred(&self.rule, self.rule_index, key, part, out, &mut self.stats.matches);
+            report_preferred(
+                &self.rule,
+                self.rule_index,
+                key,
+                part,
+                out,
+                &mut self.stats.matches,
+            );
             part.runs.clear();
         }
         self.stats.live_runs = 0;
@@ -318,7 +385,8 @@ fn report_preferred(
         *matches += 1;
         part.runs.retain(|r| r.start_seq != start);
         if let Some((lo, hi)) = skip_range(rule.nfa.after_match, &m) {
-            part.runs.retain(|r| !(lo <= r.start_seq && r.start_seq < hi));
+            part.runs
+                .retain(|r| !(lo <= r.start_seq && r.start_seq < hi));
         }
         // Groups before `i` are unaffected by removals at or after it; restart the scan to be safe.
         i = 0;
@@ -333,9 +401,20 @@ fn make_signal(
     m: &Run,
 ) -> Signal {
     let last_seq = m.taken.last().map_or(m.start_seq, |t| t.1);
-    let current = history.binary_search_by_key(&last_seq, |e| e.seq).unwrap_or(history.len().saturating_sub(1));
-    let b = RunBindings { history, taken: &m.taken, current };
-    let fields = rule.emit.fields.iter().map(|f| f.expr.eval(&b)).collect::<Vec<Value>>();
+    let current = history
+        .binary_search_by_key(&last_seq, |e| e.seq)
+        .unwrap_or(history.len().saturating_sub(1));
+    let b = RunBindings {
+        history,
+        taken: &m.taken,
+        current,
+    };
+    let fields = rule
+        .emit
+        .fields
+        .iter()
+        .map(|f| f.expr.eval(&b))
+        .collect::<Vec<Value>>();
     Signal {
         rule: rule_index,
         ts: history.get(current).map_or(m.start_ts, |e| e.ts),

@@ -148,7 +148,11 @@ impl Catalog {
     }
 
     /// Adds an event type; returns its id.
-    pub fn add_type(&mut self, name: &str, fields: &[(&str, FieldType)]) -> Result<TypeId, SchemaError> {
+    pub fn add_type(
+        &mut self,
+        name: &str,
+        fields: &[(&str, FieldType)],
+    ) -> Result<TypeId, SchemaError> {
         if self.type_by_name(name).is_some() {
             return Err(SchemaError::Duplicate(name.into()));
         }
@@ -156,19 +160,31 @@ impl Catalog {
             return Err(SchemaError::TooManyTypes);
         }
         if fields.len() > MAX_FIELDS {
-            return Err(SchemaError::TooManyFields { ty: name.into(), count: fields.len() });
+            return Err(SchemaError::TooManyFields {
+                ty: name.into(),
+                count: fields.len(),
+            });
         }
         for (i, (f, _)) in fields.iter().enumerate() {
             if RESERVED_FIELDS.contains(f) {
                 return Err(SchemaError::ReservedField((*f).into()));
             }
             if fields[..i].iter().any(|(g, _)| g == f) {
-                return Err(SchemaError::DuplicateField { ty: name.into(), field: (*f).into() });
+                return Err(SchemaError::DuplicateField {
+                    ty: name.into(),
+                    field: (*f).into(),
+                });
             }
         }
         self.types.push(EventType {
             name: name.into(),
-            fields: fields.iter().map(|(n, t)| FieldDef { name: (*n).into(), ty: *t }).collect(),
+            fields: fields
+                .iter()
+                .map(|(n, t)| FieldDef {
+                    name: (*n).into(),
+                    ty: *t,
+                })
+                .collect(),
         });
         Ok((self.types.len() - 1) as TypeId)
     }
@@ -190,12 +206,18 @@ impl Catalog {
 
     /// The id of the type called `name`.
     pub fn type_by_name(&self, name: &str) -> Option<TypeId> {
-        self.types.iter().position(|t| t.name == name).map(|i| i as TypeId)
+        self.types
+            .iter()
+            .position(|t| t.name == name)
+            .map(|i| i as TypeId)
     }
 
     /// The id of the enum called `name`.
     pub fn enum_by_name(&self, name: &str) -> Option<EnumId> {
-        self.enums.iter().position(|e| e.name == name).map(|i| i as EnumId)
+        self.enums
+            .iter()
+            .position(|e| e.name == name)
+            .map(|i| i as EnumId)
     }
 
     /// The enum with this id.
@@ -230,7 +252,9 @@ impl Catalog {
             FieldType::Bool => "bool".into(),
             FieldType::Sym => "sym".into(),
             FieldType::Ts => "ts".into(),
-            FieldType::Enum(e) => self.enum_def(e).map_or_else(|| format!("enum#{e}"), |d| d.name.clone()),
+            FieldType::Enum(e) => self
+                .enum_def(e)
+                .map_or_else(|| format!("enum#{e}"), |d| d.name.clone()),
         }
     }
 }
@@ -245,14 +269,25 @@ mod tests {
     #[test]
     fn catalog_assigns_dense_ids_and_rejects_duplicates() {
         let mut c = Catalog::new();
-        let t = c.add_type("Trade", &[("price", FieldType::F64), ("side", FieldType::Enum(0))]).unwrap();
+        let t = c
+            .add_type(
+                "Trade",
+                &[("price", FieldType::F64), ("side", FieldType::Enum(0))],
+            )
+            .unwrap();
         assert_eq!(t, 0);
-        assert_eq!(c.add_type("Trade", &[]), Err(SchemaError::Duplicate("Trade".into())));
+        assert_eq!(
+            c.add_type("Trade", &[]),
+            Err(SchemaError::Duplicate("Trade".into()))
+        );
         assert!(matches!(
             c.add_type("X", &[("a", FieldType::I64), ("a", FieldType::I64)]),
             Err(SchemaError::DuplicateField { .. })
         ));
-        assert_eq!(c.add_type("Y", &[("ts", FieldType::I64)]), Err(SchemaError::ReservedField("ts".into())));
+        assert_eq!(
+            c.add_type("Y", &[("ts", FieldType::I64)]),
+            Err(SchemaError::ReservedField("ts".into()))
+        );
         assert_eq!(c.slot_count(), 2);
         assert_eq!(c.field_type("side"), Some(FieldType::Enum(0)));
         assert_eq!(c.field_type("nope"), None);

@@ -79,8 +79,16 @@ impl Value {
         match (self, other) {
             (I64(a), I64(b)) => Some(a.cmp(&b)),
             (U64(a), U64(b)) => Some(a.cmp(&b)),
-            (I64(a), U64(b)) => Some(if a < 0 { Ordering::Less } else { (a as u64).cmp(&b) }),
-            (U64(a), I64(b)) => Some(if b < 0 { Ordering::Greater } else { a.cmp(&(b as u64)) }),
+            (I64(a), U64(b)) => Some(if a < 0 {
+                Ordering::Less
+            } else {
+                (a as u64).cmp(&b)
+            }),
+            (U64(a), I64(b)) => Some(if b < 0 {
+                Ordering::Greater
+            } else {
+                a.cmp(&(b as u64))
+            }),
             (Bool(a), Bool(b)) => Some(a.cmp(&b)),
             (Sym(a), Sym(b)) | (Enum(a), Enum(b)) => Some(a.cmp(&b)),
             (a, b) => a.as_f64()?.partial_cmp(&b.as_f64()?),
@@ -154,14 +162,29 @@ mod tests {
 
     #[test]
     fn promotion_and_nulls() {
-        assert_eq!(arith(ArithOp::Add, Value::I64(2), Value::U64(3)), Value::I64(5));
-        assert_eq!(arith(ArithOp::Div, Value::I64(3), Value::I64(2)), Value::F64(1.5));
-        assert_eq!(arith(ArithOp::Mul, Value::F64(1.5), Value::I64(2)), Value::F64(3.0));
-        assert_eq!(arith(ArithOp::Div, Value::F64(1.0), Value::I64(0)), Value::Null);
+        assert_eq!(
+            arith(ArithOp::Add, Value::I64(2), Value::U64(3)),
+            Value::I64(5)
+        );
+        assert_eq!(
+            arith(ArithOp::Div, Value::I64(3), Value::I64(2)),
+            Value::F64(1.5)
+        );
+        assert_eq!(
+            arith(ArithOp::Mul, Value::F64(1.5), Value::I64(2)),
+            Value::F64(3.0)
+        );
+        assert_eq!(
+            arith(ArithOp::Div, Value::F64(1.0), Value::I64(0)),
+            Value::Null
+        );
         assert_eq!(arith(ArithOp::Add, Value::Null, Value::I64(0)), Value::Null);
         assert!(Value::I64(-1).compare(Value::U64(0)) == Some(Ordering::Less));
         assert!(!Value::Null.equals(Value::Null));
         assert!(Value::F64(2.0).equals(Value::I64(2)));
-        assert_eq!(Value::from_slot(FieldType::F64, Value::F64(-2.5).to_slot()), Value::F64(-2.5));
+        assert_eq!(
+            Value::from_slot(FieldType::F64, Value::F64(-2.5).to_slot()),
+            Value::F64(-2.5)
+        );
     }
 }

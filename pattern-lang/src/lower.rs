@@ -203,7 +203,15 @@ fn check_compatible(
 }
 
 /// Clause keywords, for spotting misspellings that parse as pattern variables.
-const CLAUSE_WORDS: &[&str] = &["define", "within", "select", "after", "emit", "partition", "from"];
+const CLAUSE_WORDS: &[&str] = &[
+    "define",
+    "within",
+    "select",
+    "after",
+    "emit",
+    "partition",
+    "from",
+];
 
 /// The static type of a lowered expression.
 #[derive(Debug, Clone, PartialEq)]
@@ -326,7 +334,10 @@ fn lower_rule(
     }
     for e in &r.pattern.elements {
         let undefined = !r.defines.iter().any(|d| d.var.name == e.var.name);
-        if let Some(kw) = CLAUSE_WORDS.iter().find(|k| undefined && similar(k, &e.var.name)) {
+        if let Some(kw) = CLAUSE_WORDS
+            .iter()
+            .find(|k| undefined && similar(k, &e.var.name))
+        {
             return Err(Diagnostic::new(
                 format!("pattern variable `{}` is never defined; did you mean the clause `{kw}`?", e.var.name),
                 e.var.span,
