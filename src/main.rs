@@ -172,10 +172,29 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let msg = error_chain(&e);
+            // Rule diagnostics render their own `error:` header.
+            if msg.starts_with("error:") {
+                eprintln!("{msg}")
+            } else {
+                eprintln!("error: {msg}")
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, leaving out causes whose text the message already includes.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -213,7 +232,7 @@ fn check(files: &[PathBuf]) -> Result<ExitCode> {
             ),
             Err(d) => {
                 failed += 1;
-                eprint!("{}", d.render(&f.display().to_string(), &src));
+                eprintln!("{}", d.render(&f.display().to_string(), &src));
             }
         }
     }

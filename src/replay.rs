@@ -20,7 +20,7 @@ use crate::{Engine, EngineConfig, EngineError, LabelScore};
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     /// Reading the rule file failed.
-    #[error("cannot read rules {path}: {source}")]
+    #[error("cannot read rules {path}")]
     ReadRules {
         /// Path.
         path: PathBuf,
@@ -28,10 +28,10 @@ pub enum ReplayError {
         source: std::io::Error,
     },
     /// The rules do not compile against the tape.
-    #[error("{0}")]
+    #[error(transparent)]
     Rules(#[from] EngineError),
     /// The tape is unreadable, truncated or corrupt.
-    #[error("{0}")]
+    #[error(transparent)]
     Tape(#[from] TapeError),
     /// Writing signals failed.
     #[error("cannot write signals: {0}")]
