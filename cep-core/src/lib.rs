@@ -8,7 +8,7 @@
 //! - [`expr`]: compiled conditions evaluated against an event and a partial match.
 //! - [`nfa`]: the compiled automaton of one rule ([`nfa::Builder`] -> [`nfa::Nfa`]).
 //! - [`rule`]: a compiled rule (stream filter, partition key, automaton, emit spec).
-//! - [`reference`]: the reference matcher, the semantic oracle (input: events; output: [`signal::Signal`]s).
+//! - [`reference`](mod@reference): the reference matcher, the semantic oracle (input: events; output: [`signal::Signal`]s).
 //! - [`signal`]: matches turned into signals (next stage: a sink or scorer).
 //!
 //! This crate depends on no other workspace crate.
