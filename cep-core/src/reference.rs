@@ -95,6 +95,8 @@ struct Run {
 
 #[derive(Debug, Default)]
 struct Partition {
+    /// Seq of the partition's first event: end of stream visits partitions in this order.
+    first_seq: u64,
     history: VecDeque<StoredEvent>,
     runs: Vec<Run>,
 }
@@ -174,7 +176,10 @@ impl ReferenceMatcher {
         let key = self.rule.key_of(&e);
         let part = self.partitions.entry(key).or_insert_with(|| {
             self.stats.partitions += 1;
-            Partition::default()
+            Partition {
+                first_seq: e.seq,
+                ..Partition::default()
+            }
         });
         let before = part.runs.len();
         part.history.push_back(StoredEvent {
@@ -320,10 +325,15 @@ impl ReferenceMatcher {
     }
 
     /// Ends the stream: every partial match dies, and pending preferred matches whose better
-    /// alternatives were still running are reported (partitions in key order).
+    /// alternatives were still running are reported, partitions in the order of their first event.
     pub fn finish(&mut self, out: &mut Vec<Signal>) {
-        let mut keys: Vec<PartitionKey> = self.partitions.keys().copied().collect();
+        let mut keys: Vec<(u64, PartitionKey)> = self
+            .partitions
+            .iter()
+            .map(|(k, p)| (p.first_seq, *k))
+            .collect();
         keys.sort_unstable();
+        let keys = keys.into_iter().map(|(_, k)| k);
         for key in keys {
             let Some(part) = self.partitions.get_mut(&key) else {
                 continue;
