@@ -304,9 +304,17 @@ impl ReferenceMatcher {
 
         let live = part.runs.len();
         if live > self.config.max_runs_per_key {
-            let evict = live - self.config.max_runs_per_key;
-            part.runs.drain(..evict);
-            self.stats.evictions += evict as u64;
+            // Evict the oldest partial matches; completed matches waiting for their turn stay.
+            let mut excess = live - self.config.max_runs_per_key;
+            part.runs.retain(|r| {
+                if excess > 0 && !r.accepted {
+                    excess -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+            self.stats.evictions += (live - part.runs.len()) as u64;
         }
         // Drop history no run can refer to any more.
         let oldest = part
