@@ -162,7 +162,6 @@ pub fn replay(
             pos(&r.emit.signal).or_else(|| pos(&r.name))
         })
         .collect();
-    let mut score = LabelScore::default();
     // 1 ns .. 60 s at 3 significant digits; slower events saturate at 60 s.
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
         .map_err(|e| ReplayError::Output(std::io::Error::other(e.to_string())))?;
@@ -170,15 +169,20 @@ pub fn replay(
     let mut batch = EventBatch::new(tape.catalog().slot_count());
     let mut row = Vec::with_capacity(batch.slot_count());
     let mut events = 0u64;
-    let mut signal_count = 0u64;
-    let mut write_err: Option<std::io::Error> = None;
-    let mut line = Vec::with_capacity(256);
+    let mut out = SignalWriter {
+        out: signals,
+        line: Vec::with_capacity(256),
+        error: None,
+        count: 0,
+        score: LabelScore::default(),
+        rule_class: &rule_class,
+    };
     let started = Instant::now();
     for b in 0..tape.block_count() {
         tape.read_block(b, &mut batch)?;
         if has_labels {
             for i in 0..batch.len() {
-                score.observe(batch.seq()[i], batch.label(i));
+                out.score.observe(batch.seq()[i], batch.label(i));
             }
         }
         for i in 0..batch.len() {
@@ -190,42 +194,21 @@ pub fn replay(
                 slots: &row,
             };
             let t0 = Instant::now();
-            engine.push_view(view, |s| {
-                signal_count += 1;
-                score.score(s.raw.rule, rule_class[s.raw.rule], &s.raw.seq);
-                line.clear();
-                if let Err(e) = serde_json::to_writer(&mut line, &s.to_json()) {
-                    write_err.get_or_insert(std::io::Error::other(e));
-                }
-                line.push(b'\n');
-                if let Err(e) = signals.write_all(&line) {
-                    write_err.get_or_insert(e);
-                }
-            });
+            engine.push_view(view, |s| out.write(&s));
             hist.saturating_record(t0.elapsed().as_nanos() as u64);
         }
         events += batch.len() as u64;
-        if let Some(e) = write_err.take() {
+        if let Some(e) = out.error.take() {
             return Err(ReplayError::Output(e));
         }
         progress(events, total);
     }
-    engine.finish(|s| {
-        signal_count += 1;
-        score.score(s.raw.rule, rule_class[s.raw.rule], &s.raw.seq);
-        line.clear();
-        if let Err(e) = serde_json::to_writer(&mut line, &s.to_json()) {
-            write_err.get_or_insert(std::io::Error::other(e));
-        }
-        line.push(b'\n');
-        if let Err(e) = signals.write_all(&line) {
-            write_err.get_or_insert(e);
-        }
-    });
-    if let Some(e) = write_err.take() {
+    engine.finish(|s| out.write(&s));
+    if let Some(e) = out.error.take() {
         return Err(ReplayError::Output(e));
     }
-    signals.flush().map_err(ReplayError::Output)?;
+    out.out.flush().map_err(ReplayError::Output)?;
+    let (score, signal_count) = (out.score, out.count);
     let elapsed = started.elapsed().as_secs_f64();
 
     let mut signals_per_rule = vec![0u64; engine.program().rules.len()];
@@ -282,6 +265,32 @@ pub fn replay(
         evictions: stats.iter().map(|s| s.evictions).sum(),
         rules,
     })
+}
+
+/// Scores each signal against the labels and writes it as one JSON line; keeps the first error.
+struct SignalWriter<'a> {
+    out: &'a mut dyn Write,
+    line: Vec<u8>,
+    error: Option<std::io::Error>,
+    count: u64,
+    score: LabelScore,
+    rule_class: &'a [Option<u16>],
+}
+
+impl SignalWriter<'_> {
+    fn write(&mut self, s: &crate::Signal<'_>) {
+        self.count += 1;
+        self.score
+            .score(s.raw.rule, self.rule_class[s.raw.rule], &s.raw.seq);
+        self.line.clear();
+        if let Err(e) = serde_json::to_writer(&mut self.line, &s.to_json()) {
+            self.error.get_or_insert(std::io::Error::other(e));
+        }
+        self.line.push(b'\n');
+        if let Err(e) = self.out.write_all(&self.line) {
+            self.error.get_or_insert(e);
+        }
+    }
 }
 
 fn score_counts(score: &LabelScore, rules: usize) -> Vec<(usize, (u64, u64, usize))> {
