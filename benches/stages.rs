@@ -1,43 +1,13 @@
 //! Criterion benches per stage: generation into a tape, tape decode, and the reference matcher
 //! over the example market rules. Run with `cargo bench --bench stages`.
 
-use std::path::Path;
-
-use cep_core::event::{EventBatch, EventView};
-use cep_core::rule::Program;
+use cep_core::event::{Event, EventBatch};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use feeds::r#gen::{self as generators, EventSink, GenSpec};
-use feeds::tape::{TapeError, TapeReader, TapeWriter};
+use feeds::r#gen::{GenSpec, Generator, write_tape};
+use feeds::tape::TapeReader;
 use strix::{Engine, EngineConfig};
 
 const EVENTS: u64 = 200_000;
-
-struct Sink<'a>(&'a mut TapeWriter);
-
-impl EventSink for Sink<'_> {
-    type Error = TapeError;
-    fn push(
-        &mut self,
-        ts: i64,
-        type_id: u16,
-        label: cep_core::event::Label,
-        slots: &[u64],
-    ) -> Result<(), TapeError> {
-        self.0.push(ts, type_id, label, slots).map(|_| ())
-    }
-}
-
-fn write_market_tape(path: &Path) -> anyhow::Result<()> {
-    let labels: Vec<String> = generators::market::LABELS
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    let mut w = TapeWriter::create(path, &generators::market_catalog(), &labels, "bench")?;
-    let g = generators::market(&GenSpec::new(EVENTS, 7), &mut Sink(&mut w))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    w.finish(&g.symbols)?;
-    Ok(())
-}
 
 fn stages(c: &mut Criterion) {
     let path = std::env::temp_dir().join(format!("strix-bench-{}.tape", std::process::id()));
@@ -46,7 +16,15 @@ fn stages(c: &mut Criterion) {
     group.sample_size(10);
 
     group.bench_function("gen_market_to_tape", |b| {
-        b.iter(|| write_market_tape(&path).expect("writing the bench tape"));
+        b.iter(|| {
+            write_tape(
+                Generator::Market,
+                &GenSpec::new(EVENTS, 7),
+                &path,
+                &mut |_| {},
+            )
+            .expect("writing the bench tape")
+        });
     });
 
     let tape = TapeReader::open(&path).expect("bench tape");
@@ -67,16 +45,13 @@ fn stages(c: &mut Criterion) {
         "/examples/rules/market.cep"
     ))
     .expect("market rules");
-    let mut events: Vec<(u64, i64, u16, Vec<u64>)> = Vec::new();
-    let mut batch = EventBatch::new(tape.slot_count());
-    for i in 0..tape.block_count() {
-        tape.read_block(i, &mut batch).expect("block");
-        for r in 0..batch.len() {
-            let mut slots = Vec::new();
-            batch.copy_slots(r, &mut slots);
-            events.push((batch.seq()[r], batch.ts()[r], batch.type_ids()[r], slots));
-        }
-    }
+    let events: Vec<Event> = tape
+        .batches()
+        .flat_map(|b| {
+            let b = b.expect("block");
+            (0..b.len()).map(move |r| b.event(r)).collect::<Vec<_>>()
+        })
+        .collect();
     group.bench_function("reference_matcher_market_rules", |b| {
         b.iter(|| {
             let mut engine = Engine::build(
@@ -88,19 +63,10 @@ fn stages(c: &mut Criterion) {
             )
             .expect("rules compile");
             let mut signals = 0u64;
-            for (seq, ts, type_id, slots) in &events {
-                engine.push_view(
-                    EventView {
-                        seq: *seq,
-                        ts: *ts,
-                        type_id: *type_id,
-                        slots,
-                    },
-                    |_| signals += 1,
-                );
+            for e in &events {
+                engine.push(e, |_| signals += 1);
             }
             engine.finish(|_| signals += 1);
-            let _: &Program = engine.program();
             signals
         });
     });

@@ -12,6 +12,7 @@ use strix::cep_core::expr::ExprDisplay;
 use strix::cep_core::nfa::{AfterMatch, Contiguity, Selection, Target};
 use strix::cep_core::symbol::SymbolTable;
 use strix::feeds;
+use strix::feeds::r#gen::Generator;
 use strix::feeds::tape::{TapeReader, TapeWriter};
 use strix::replay::{ReplayOptions, replay};
 
@@ -219,8 +220,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tape(TapeCommand::Export { file, format, out }) => {
             export(&file, format, out.as_deref()).map(|()| ExitCode::SUCCESS)
         }
-        Command::Gen(GenCommand::Market(args)) => generate(&args, true).map(|()| ExitCode::SUCCESS),
-        Command::Gen(GenCommand::Cards(args)) => generate(&args, false).map(|()| ExitCode::SUCCESS),
+        Command::Gen(GenCommand::Market(args)) => {
+            generate(&args, Generator::Market).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Gen(GenCommand::Cards(args)) => {
+            generate(&args, Generator::Cards).map(|()| ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -655,74 +660,12 @@ fn export(file: &Path, format: ExportFormatArg, out: Option<&Path>) -> Result<()
     Ok(())
 }
 
-/// Tape writer adapter for the generators.
-struct TapeSink<'a> {
-    writer: &'a mut TapeWriter,
-    bar: &'a ProgressBar,
-    n: u64,
-}
-
-impl feeds::r#gen::EventSink for TapeSink<'_> {
-    type Error = feeds::tape::TapeError;
-    fn push(
-        &mut self,
-        ts: i64,
-        type_id: strix::cep_core::TypeId,
-        label: strix::cep_core::event::Label,
-        slots: &[u64],
-    ) -> Result<(), Self::Error> {
-        self.writer.push(ts, type_id, label, slots)?;
-        self.n += 1;
-        if self.n.is_multiple_of(1_048_576) {
-            self.bar.set_position(self.n);
-        }
-        Ok(())
-    }
-}
-
-fn generate(args: &GenArgs, market: bool) -> Result<()> {
+fn generate(args: &GenArgs, generator: Generator) -> Result<()> {
     let spec = feeds::r#gen::GenSpec::new(args.events, args.seed);
-    let (catalog, labels, kind) = if market {
-        (
-            feeds::r#gen::market_catalog(),
-            feeds::r#gen::market::LABELS
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect::<Vec<String>>(),
-            "market",
-        )
-    } else {
-        (
-            feeds::r#gen::cards_catalog(),
-            feeds::r#gen::cards::LABELS
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect::<Vec<String>>(),
-            "cards",
-        )
-    };
-    let mut writer = TapeWriter::create(
-        &args.out,
-        &catalog,
-        &labels,
-        &format!("gen {kind} events={} seed={}", args.events, args.seed),
-    )?;
-    let bar = progress_bar(args.events, &format!("gen {kind}"));
+    let bar = progress_bar(args.events, &format!("gen {}", generator.name()));
     let started = std::time::Instant::now();
-    let generated = {
-        let mut sink = TapeSink {
-            writer: &mut writer,
-            bar: &bar,
-            n: 0,
-        };
-        if market {
-            feeds::r#gen::market(&spec, &mut sink)
-        } else {
-            feeds::r#gen::cards(&spec, &mut sink)
-        }
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-    };
-    let info = writer.finish(&generated.symbols)?;
+    let (generated, info) =
+        feeds::r#gen::write_tape(generator, &spec, &args.out, &mut |n| bar.set_position(n))?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     println!(

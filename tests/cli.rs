@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
+use serde_json::Value;
 
 fn strix(args: &[&str]) -> Result<Output> {
     Command::new(env!("CARGO_BIN_EXE_strix"))
@@ -16,6 +17,11 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Paths built by these tests are UTF-8 (temp dir and manifest dir joined with ASCII names).
+fn s(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
+
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("strix-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).ok();
@@ -24,6 +30,10 @@ fn tmp(name: &str) -> PathBuf {
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn example(rules: &str) -> PathBuf {
+    root().join("examples/rules").join(rules)
 }
 
 fn shared_data() -> Option<PathBuf> {
@@ -36,6 +46,50 @@ fn shared_data() -> Option<PathBuf> {
     }
 }
 
+/// `strix gen KIND --events N --seed SEED -o TAPE`, which must succeed.
+fn generate(kind: &str, events: &str, seed: &str, tape: &Path) -> Result<()> {
+    let out = strix(&[
+        "gen",
+        kind,
+        "--events",
+        events,
+        "--seed",
+        seed,
+        "-o",
+        s(tape),
+    ])?;
+    ensure!(out.status.success(), "gen failed: {}", text(&out.stderr));
+    Ok(())
+}
+
+/// `strix replay --rules RULES --tape TAPE [--out OUT] --json`, which must succeed; the report.
+fn replay_report(rules: &Path, tape: &Path, out: Option<&Path>) -> Result<Value> {
+    let mut args = vec!["replay", "--rules", s(rules), "--tape", s(tape), "--json"];
+    if let Some(o) = out {
+        args.extend(["--out", s(o)]);
+    }
+    let out = strix(&args)?;
+    ensure!(out.status.success(), "replay failed: {}", text(&out.stderr));
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// `strix tape import --format csv --schema SCHEMA --type Tick INPUT -o TAPE`.
+fn import_ticks(schema: &Path, input: &Path, tape: &Path) -> Result<Output> {
+    strix(&[
+        "tape",
+        "import",
+        "--format",
+        "csv",
+        "--schema",
+        s(schema),
+        "--type",
+        "Tick",
+        s(input),
+        "-o",
+        s(tape),
+    ])
+}
+
 #[test]
 fn check_reports_misspelled_field_with_caret() -> Result<()> {
     let rules = tmp("typo.cep");
@@ -43,7 +97,7 @@ fn check_reports_misspelled_field_with_caret() -> Result<()> {
         &rules,
         "event Order { id: u64, qty: f64 }\nrule big\n  from Order\n  pattern b\n  define b as Order and qyt > 5\n",
     )?;
-    let out = strix(&["check", rules.to_str().context("path")?])?;
+    let out = strix(&["check", s(&rules)])?;
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("typo.cep:5:25"), "{err}");
@@ -66,81 +120,43 @@ fn check_reports_misspelled_field_with_caret() -> Result<()> {
 #[test]
 fn check_accepts_the_example_rules() -> Result<()> {
     for f in ["market.cep", "cards.cep", "lobster.cep"] {
-        let p = root().join("examples/rules").join(f);
-        let out = strix(&["check", p.to_str().context("path")?])?;
+        let p = example(f);
+        let out = strix(&["check", s(&p)])?;
         assert!(out.status.success(), "{f}: {}", text(&out.stderr));
-        let out = strix(&["explain", p.to_str().context("path")?])?;
+        let out = strix(&["explain", s(&p)])?;
         assert!(out.status.success(), "{f}: {}", text(&out.stderr));
         assert!(
             text(&out.stdout).contains("states"),
             "{}",
             text(&out.stdout)
         );
-        let out = strix(&["explain", "--dot", p.to_str().context("path")?])?;
+        let out = strix(&["explain", "--dot", s(&p)])?;
         assert!(text(&out.stdout).starts_with("digraph"));
     }
     Ok(())
 }
 
-fn gen_and_replay(kind: &str, rules: &str, events: &str) -> Result<serde_json::Value> {
+fn gen_and_replay(kind: &str, rules: &str, events: &str) -> Result<Value> {
     let tape = tmp(&format!("{kind}.tape"));
-    let out = strix(&[
-        "gen",
-        kind,
-        "--events",
-        events,
-        "--seed",
-        "7",
-        "-o",
-        tape.to_str().context("path")?,
-    ])?;
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    generate(kind, events, "7", &tape)?;
     let signals = tmp(&format!("{kind}.jsonl"));
-    let rules = root().join("examples/rules").join(rules);
-    let out = strix(&[
-        "replay",
-        "--rules",
-        rules.to_str().context("path")?,
-        "--tape",
-        tape.to_str().context("path")?,
-        "--out",
-        signals.to_str().context("path")?,
-        "--json",
-    ])?;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let report = replay_report(&example(rules), &tape, Some(&signals))?;
     let lines = std::fs::read_to_string(&signals)?;
     assert_eq!(
         lines.lines().count() as u64,
         report["signals"].as_u64().context("signals")?
     );
     for l in lines.lines() {
-        let s: serde_json::Value = serde_json::from_str(l)?;
+        let signal: Value = serde_json::from_str(l)?;
         for k in ["rule", "signal", "ts", "key", "seq", "fields", "id"] {
-            assert!(s.get(k).is_some(), "signal lacks {k}: {l}");
+            assert!(signal.get(k).is_some(), "signal lacks {k}: {l}");
         }
     }
     Ok(report)
 }
 
-#[test]
-fn replay_finds_every_injected_market_pattern() -> Result<()> {
-    let report = gen_and_replay("market", "market.cep", "200000")?;
-    assert_eq!(report["events"], 200_000);
-    let rules = report["rules"].as_array().context("rules")?;
-    assert_eq!(rules.len(), 2);
-    for r in rules {
-        assert!(r["instances"].as_u64().context("instances")? > 0, "{r}");
-        assert_eq!(r["recall"], 1.0, "{r}");
-        assert!(r["precision"].as_f64().context("precision")? > 0.9, "{r}");
-    }
-    assert!(report["latency"]["p99_ns"].as_u64().is_some());
-    Ok(())
-}
-
-#[test]
-fn replay_finds_every_injected_card_fraud() -> Result<()> {
-    let report = gen_and_replay("cards", "cards.cep", "200000")?;
+/// Every rule of the report found every injected instance of its class, with few false alarms.
+fn assert_full_recall(report: &Value) -> Result<()> {
     for r in report["rules"].as_array().context("rules")? {
         assert!(r["instances"].as_u64().context("instances")? > 0, "{r}");
         assert_eq!(r["recall"], 1.0, "{r}");
@@ -150,29 +166,35 @@ fn replay_finds_every_injected_card_fraud() -> Result<()> {
 }
 
 #[test]
+fn replay_finds_every_injected_market_pattern() -> Result<()> {
+    let report = gen_and_replay("market", "market.cep", "200000")?;
+    assert_eq!(report["events"], 200_000);
+    assert_eq!(report["rules"].as_array().context("rules")?.len(), 2);
+    assert_full_recall(&report)?;
+    assert!(report["latency"]["p99_ns"].as_u64().is_some());
+    Ok(())
+}
+
+#[test]
+fn replay_finds_every_injected_card_fraud() -> Result<()> {
+    let report = gen_and_replay("cards", "cards.cep", "200000")?;
+    assert_eq!(report["rules"].as_array().context("rules")?.len(), 2);
+    assert_full_recall(&report)
+}
+
+#[test]
 fn truncated_tape_fails_replay_with_offset() -> Result<()> {
     let tape = tmp("cut.tape");
-    let out = strix(&[
-        "gen",
-        "market",
-        "--events",
-        "50000",
-        "--seed",
-        "3",
-        "-o",
-        tape.to_str().context("path")?,
-    ])?;
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    generate("market", "50000", "3", &tape)?;
     let bytes = std::fs::read(&tape)?;
     let cut = tmp("cut-half.tape");
     std::fs::write(&cut, &bytes[..bytes.len() / 2])?;
-    let rules = root().join("examples/rules/market.cep");
     let out = strix(&[
         "replay",
         "--rules",
-        rules.to_str().context("path")?,
+        s(&example("market.cep")),
         "--tape",
-        cut.to_str().context("path")?,
+        s(&cut),
     ])?;
     assert!(!out.status.success());
     let err = text(&out.stderr);
@@ -188,48 +210,20 @@ fn truncated_tape_fails_replay_with_offset() -> Result<()> {
 #[test]
 fn tape_info_and_export() -> Result<()> {
     let tape = tmp("small.tape");
-    let out = strix(&[
-        "gen",
-        "cards",
-        "--events",
-        "1000",
-        "--seed",
-        "1",
-        "-o",
-        tape.to_str().context("path")?,
-    ])?;
-    assert!(out.status.success());
-    let out = strix(&[
-        "tape",
-        "info",
-        "--json",
-        "--verify",
-        tape.to_str().context("path")?,
-    ])?;
+    generate("cards", "1000", "1", &tape)?;
+    let out = strix(&["tape", "info", "--json", "--verify", s(&tape)])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let info: Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(info["events"], 1000);
     assert_eq!(info["types"][0]["name"], "Txn");
-    let out = strix(&[
-        "tape",
-        "export",
-        "--format",
-        "jsonl",
-        tape.to_str().context("path")?,
-    ])?;
+    let out = strix(&["tape", "export", "--format", "jsonl", s(&tape)])?;
     assert!(out.status.success());
     let stdout = text(&out.stdout);
     assert_eq!(stdout.lines().count(), 1000);
-    let first: serde_json::Value = serde_json::from_str(stdout.lines().next().context("line")?)?;
+    let first: Value = serde_json::from_str(stdout.lines().next().context("line")?)?;
     assert_eq!(first["seq"], 0);
     assert_eq!(first["type"], "Txn");
-    let out = strix(&[
-        "tape",
-        "export",
-        "--format",
-        "csv",
-        tape.to_str().context("path")?,
-    ])?;
+    let out = strix(&["tape", "export", "--format", "csv", s(&tape)])?;
     assert_eq!(text(&out.stdout).lines().count(), 1001);
     Ok(())
 }
@@ -248,25 +242,15 @@ fn lobster_aapl_imports_and_runs() -> Result<()> {
         "lobster",
         "--symbol",
         "AAPL",
-        zip.to_str().context("path")?,
+        s(&zip),
         "-o",
-        tape.to_str().context("path")?,
+        s(&tape),
     ])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = strix(&["tape", "info", "--json", tape.to_str().context("path")?])?;
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let out = strix(&["tape", "info", "--json", s(&tape)])?;
+    let info: Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(info["events"], 118_497);
-    let rules = root().join("examples/rules/lobster.cep");
-    let out = strix(&[
-        "replay",
-        "--rules",
-        rules.to_str().context("path")?,
-        "--tape",
-        tape.to_str().context("path")?,
-        "--json",
-    ])?;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let report = replay_report(&example("lobster.cep"), &tape, None)?;
     assert_eq!(report["events"], 118_497);
     assert!(
         report["signals"].as_u64().context("signals")? > 0,
@@ -282,36 +266,11 @@ fn csv_import_reports_bad_rows_with_line_and_column() -> Result<()> {
     let good = tmp("good.csv");
     std::fs::write(&good, "\u{feff}ts,symbol,price\n1,AAPL,10.5\n2,MSFT,20\n")?;
     let tape = tmp("csv.tape");
-    let s = |p: &Path| p.to_str().map(str::to_owned).context("path");
-    let out = strix(&[
-        "tape",
-        "import",
-        "--format",
-        "csv",
-        "--schema",
-        &s(&schema)?,
-        "--type",
-        "Tick",
-        &s(&good)?,
-        "-o",
-        &s(&tape)?,
-    ])?;
+    let out = import_ticks(&schema, &good, &tape)?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let bad = tmp("bad.csv");
     std::fs::write(&bad, "ts,symbol,price\n1,AAPL,10.5\n2,MSFT,abc\n")?;
-    let out = strix(&[
-        "tape",
-        "import",
-        "--format",
-        "csv",
-        "--schema",
-        &s(&schema)?,
-        "--type",
-        "Tick",
-        &s(&bad)?,
-        "-o",
-        &s(&tape)?,
-    ])?;
+    let out = import_ticks(&schema, &bad, &tape)?;
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains(":3:3"), "{err}");

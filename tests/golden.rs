@@ -18,10 +18,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use strix::cep_core::TypeId;
-use strix::cep_core::event::Label;
-use strix::feeds::r#gen::{EventSink, GenSpec, Generated};
-use strix::feeds::tape::{TapeError, TapeReader, TapeWriter};
+use strix::feeds::r#gen::{GenSpec, Generated, Generator, write_tape};
+use strix::feeds::tape::TapeReader;
 use strix::replay::{ReplayOptions, ReplayReport, replay};
 
 const EVENTS: u64 = 30_000;
@@ -45,40 +43,10 @@ impl Drop for TempFile {
     }
 }
 
-/// Feeds generated events into a tape writer (what `strix gen` does, minus the progress bar).
-struct TapeSink<'a>(&'a mut TapeWriter);
-
-impl EventSink for TapeSink<'_> {
-    type Error = TapeError;
-
-    fn push(
-        &mut self,
-        ts: i64,
-        type_id: TypeId,
-        label: Label,
-        slots: &[u64],
-    ) -> Result<(), TapeError> {
-        self.0.push(ts, type_id, label, slots).map(|_| ())
-    }
-}
-
 /// Generates the market tape at `path` as `strix gen market --events EVENTS --seed SEED` would.
 fn generate_market_tape(path: &Path) -> Result<Generated> {
     let spec = GenSpec::new(EVENTS, SEED);
-    let catalog = strix::feeds::r#gen::market_catalog();
-    let labels: Vec<String> = strix::feeds::r#gen::market::LABELS
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    let mut writer = TapeWriter::create(
-        path,
-        &catalog,
-        &labels,
-        &format!("gen market events={EVENTS} seed={SEED}"),
-    )?;
-    let generated = strix::feeds::r#gen::market(&spec, &mut TapeSink(&mut writer))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let info = writer.finish(&generated.symbols)?;
+    let (generated, info) = write_tape(Generator::Market, &spec, path, &mut |_| {})?;
     ensure!(
         info.event_count == EVENTS,
         "tape has {} events, expected {EVENTS}",

@@ -22,6 +22,7 @@
 //!   alternatives can no longer complete are reported.
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 
 use crate::event::EventView;
 use crate::expr::{Bindings, VarId};
@@ -272,34 +273,24 @@ impl ReferenceMatcher {
         }
         part.runs = next;
 
+        let mut reporter = Reporter {
+            rule: &self.rule,
+            rule_index: self.rule_index,
+            key,
+            out,
+            matches: &mut self.stats.matches,
+        };
         if select_all {
             let mut pending = completed;
             while !pending.is_empty() {
                 let m = pending.remove(0);
-                let range = skip_range(nfa.after_match, &m);
-                out.push(make_signal(
-                    &self.rule,
-                    self.rule_index,
-                    key,
-                    &part.history,
-                    &m,
-                ));
-                self.stats.matches += 1;
-                if let Some((lo, hi)) = range {
-                    part.runs
-                        .retain(|r| !(lo <= r.start_seq && r.start_seq < hi));
-                    pending.retain(|r| !(lo <= r.start_seq && r.start_seq < hi));
+                if let Some(drop) = reporter.report(&part.history, &m) {
+                    part.runs.retain(|r| !drop.contains(&r.start_seq));
+                    pending.retain(|r| !drop.contains(&r.start_seq));
                 }
             }
         } else {
-            report_preferred(
-                &self.rule,
-                self.rule_index,
-                key,
-                part,
-                out,
-                &mut self.stats.matches,
-            );
+            reporter.report_preferred(part);
         }
 
         let live = part.runs.len();
@@ -347,22 +338,22 @@ impl ReferenceMatcher {
                 continue;
             };
             part.runs.retain(|r| r.accepted);
-            report_preferred(
-                &self.rule,
-                self.rule_index,
+            Reporter {
+                rule: &self.rule,
+                rule_index: self.rule_index,
                 key,
-                part,
                 out,
-                &mut self.stats.matches,
-            );
+                matches: &mut self.stats.matches,
+            }
+            .report_preferred(part);
             part.runs.clear();
         }
         self.stats.live_runs = 0;
     }
 }
 
-/// `[lo, hi)` range of start sequence numbers whose runs the after-match strategy drops.
-fn skip_range(strategy: AfterMatch, m: &Run) -> Option<(u64, u64)> {
+/// Start sequence numbers whose runs the after-match strategy drops after match `m`.
+fn skip_range(strategy: AfterMatch, m: &Run) -> Option<Range<u64>> {
     let first = m.start_seq;
     let last = m.taken.last().map_or(first, |t| t.1);
     let bound = |var: VarId, pick_last: bool| {
@@ -371,43 +362,57 @@ fn skip_range(strategy: AfterMatch, m: &Run) -> Option<(u64, u64)> {
     };
     match strategy {
         AfterMatch::NoSkip => None,
-        AfterMatch::ToNext => Some((first, first + 1)),
-        AfterMatch::PastLast => Some((first, last + 1)),
-        AfterMatch::ToFirst(v) => bound(v, false).map(|s| (first, s)),
-        AfterMatch::ToLast(v) => bound(v, true).map(|s| (first, s)),
+        AfterMatch::ToNext => Some(first..first + 1),
+        AfterMatch::PastLast => Some(first..last + 1),
+        AfterMatch::ToFirst(v) => bound(v, false).map(|s| first..s),
+        AfterMatch::ToLast(v) => bound(v, true).map(|s| first..s),
     }
 }
 
-/// Reports, per start event in ascending order, a completed match that no live run is preferred
-/// to; drops the rest of that start's runs and applies the after-match strategy.
-fn report_preferred(
-    rule: &Rule,
+/// Turns completed matches of one partition into signals.
+struct Reporter<'a> {
+    rule: &'a Rule,
     rule_index: usize,
     key: PartitionKey,
-    part: &mut Partition,
-    out: &mut Vec<Signal>,
-    matches: &mut u64,
-) {
-    let mut i = 0;
-    while i < part.runs.len() {
-        let start = part.runs[i].start_seq;
-        if !part.runs[i].accepted {
-            // A preferred alternative is still running: skip this start's group.
-            while i < part.runs.len() && part.runs[i].start_seq == start {
-                i += 1;
+    out: &'a mut Vec<Signal>,
+    matches: &'a mut u64,
+}
+
+impl Reporter<'_> {
+    /// Reports `m`; returns the start range the after-match strategy drops.
+    fn report(&mut self, history: &VecDeque<StoredEvent>, m: &Run) -> Option<Range<u64>> {
+        self.out.push(make_signal(
+            self.rule,
+            self.rule_index,
+            self.key,
+            history,
+            m,
+        ));
+        *self.matches += 1;
+        skip_range(self.rule.nfa.after_match, m)
+    }
+
+    /// Reports, per start event in ascending order, a completed match that no live run is
+    /// preferred to; drops the rest of that start's runs and applies the after-match strategy.
+    fn report_preferred(&mut self, part: &mut Partition) {
+        let mut i = 0;
+        while i < part.runs.len() {
+            let start = part.runs[i].start_seq;
+            if !part.runs[i].accepted {
+                // A preferred alternative is still running: skip this start's group.
+                while i < part.runs.len() && part.runs[i].start_seq == start {
+                    i += 1;
+                }
+                continue;
             }
-            continue;
+            let m = part.runs.remove(i);
+            let drop = self.report(&part.history, &m);
+            part.runs.retain(|r| {
+                r.start_seq != start && !drop.as_ref().is_some_and(|d| d.contains(&r.start_seq))
+            });
+            // Removals may merge groups before `i`; rescan from the start.
+            i = 0;
         }
-        let m = part.runs.remove(i);
-        out.push(make_signal(rule, rule_index, key, &part.history, &m));
-        *matches += 1;
-        part.runs.retain(|r| r.start_seq != start);
-        if let Some((lo, hi)) = skip_range(rule.nfa.after_match, &m) {
-            part.runs
-                .retain(|r| !(lo <= r.start_seq && r.start_seq < hi));
-        }
-        // Groups before `i` are unaffected by removals at or after it; restart the scan to be safe.
-        i = 0;
     }
 }
 

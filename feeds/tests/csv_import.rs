@@ -1,7 +1,6 @@
 //! CSV import (all field types, errors with line:col, real card data) and export back out.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 
 use cep_core::event::Label;
 use cep_core::schema::FieldType;
@@ -11,31 +10,8 @@ use feeds::export::{ExportFormat, export, render_value};
 use feeds::tape::{TapeReader, TapeWriter};
 use serde_json::json;
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A unique temp path; the file is removed when the guard drops.
-struct TempPath(PathBuf);
-
-impl TempPath {
-    fn new(name: &str) -> Self {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        Self(
-            std::env::temp_dir().join(format!("strix-feeds-csv-{}-{n}-{name}", std::process::id())),
-        )
-    }
-
-    fn with(name: &str, text: &str) -> Self {
-        let p = Self::new(name);
-        std::fs::write(&p.0, text).unwrap();
-        p
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+mod common;
+use common::TempPath;
 
 fn catalog() -> Catalog {
     let mut c = Catalog::new();

@@ -1,7 +1,6 @@
 //! LOBSTER import against the shared sample files, plus malformed input.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cep_core::SymbolTable;
 use cep_core::value::Value;
@@ -12,26 +11,8 @@ use feeds::lobster::{
 };
 use feeds::tape::{TapeInfo, TapeReader, TapeWriter};
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A unique temp path; the file is removed when the guard drops.
-struct TempPath(PathBuf);
-
-impl TempPath {
-    fn new(name: &str) -> Self {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        Self(std::env::temp_dir().join(format!(
-            "strix-feeds-lobster-{}-{n}-{name}",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+mod common;
+use common::TempPath;
 
 fn data_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");

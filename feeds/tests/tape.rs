@@ -1,33 +1,12 @@
 //! Tape format v1: round trips, block boundaries, truncation and corruption diagnostics.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use cep_core::event::{Event, Label};
 use cep_core::schema::FieldType;
 use cep_core::{Catalog, EventBatch, SymbolTable};
 use feeds::tape::{RECORDS_PER_BLOCK, TapeError, TapeReader, TapeWriter};
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A unique temp path; the file is removed when the guard drops.
-struct TempPath(PathBuf);
-
-impl TempPath {
-    fn new(name: &str) -> Self {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        Self(std::env::temp_dir().join(format!(
-            "strix-feeds-tape-{}-{n}-{name}.tape",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+mod common;
+use common::TempPath;
 
 fn catalog() -> Catalog {
     let mut c = Catalog::new();

@@ -33,9 +33,11 @@ use thiserror::Error;
 
 pub mod cards;
 pub mod market;
+mod to_tape;
 
 pub use cards::{cards, cards_catalog};
 pub use market::{market, market_catalog};
+pub use to_tape::{Generator, write_tape};
 
 /// 2024-01-02T14:30:00Z (a US market open) in ns since the UNIX epoch: the default start time.
 pub const DEFAULT_START_TS: i64 = 1_704_205_800_000_000_000;
