@@ -8,6 +8,8 @@
 //! - [`expr`]: compiled conditions evaluated against an event and a partial match.
 //! - [`nfa`]: the compiled automaton of one rule ([`nfa::Builder`] -> [`nfa::Nfa`]).
 //! - [`rule`]: a compiled rule (stream filter, partition key, automaton, emit spec).
+//! - [`query`]: windowed queries over event time (input: events and watermarks; output: derived
+//!   events that rules and other queries read).
 //! - [`reference`](mod@reference): the reference matcher, the semantic oracle (input: events; output: [`signal::Signal`]s).
 //! - [`signal`]: matches turned into signals (next stage: a sink or scorer).
 //!
@@ -16,6 +18,7 @@
 pub mod event;
 pub mod expr;
 pub mod nfa;
+pub mod query;
 pub mod reference;
 pub mod rule;
 pub mod schema;

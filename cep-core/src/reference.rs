@@ -323,6 +323,11 @@ impl ReferenceMatcher {
         self.stats.peak_live_runs = self.stats.peak_live_runs.max(self.stats.live_runs);
     }
 
+    /// Watermark `w`: every event with `ts <= w` has been given. Partial matches that can no longer
+    /// complete within `within` expire (timeouts, absences and pending preferred matches report),
+    /// also in partitions that receive no further events.
+    pub fn on_watermark(&mut self, _w: i64, _out: &mut Vec<Signal>) {}
+
     /// Ends the stream: every partial match dies, and pending preferred matches whose better
     /// alternatives were still running are reported, partitions in the order of their first event.
     pub fn finish(&mut self, out: &mut Vec<Signal>) {
@@ -439,6 +444,7 @@ fn make_signal(
         .map(|f| f.expr.eval(&b))
         .collect::<Vec<Value>>();
     Signal {
+        kind: crate::signal::SignalKind::Match,
         rule: rule_index,
         ts: history.get(current).map_or(m.start_ts, |e| e.ts),
         key,

@@ -4,6 +4,7 @@
 use crate::event::EventView;
 use crate::expr::{Expr, FieldAccess};
 use crate::nfa::Nfa;
+use crate::query::Query;
 use crate::schema::{Catalog, FieldType, TypeId};
 
 /// Most fields in a `partition by`.
@@ -47,6 +48,8 @@ pub struct Rule {
     pub nfa: Nfa,
     /// Emitted signal.
     pub emit: EmitSpec,
+    /// `on timeout emit NAME { ... }`: the signal for partial matches that `within` expires.
+    pub timeout: Option<EmitSpec>,
 }
 
 impl Rule {
@@ -81,4 +84,6 @@ pub struct Program {
     pub catalog: Catalog,
     /// Rules in file order.
     pub rules: Vec<Rule>,
+    /// Windowed queries in file order; a query reads only tape types and earlier queries' outputs.
+    pub queries: Vec<Query>,
 }

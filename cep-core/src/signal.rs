@@ -7,9 +7,21 @@
 use crate::rule::PartitionKey;
 use crate::value::Value;
 
+/// Which emit of a rule produced a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SignalKind {
+    /// A completed match (`emit`).
+    #[default]
+    Match,
+    /// A partial match that `within` expired (`on timeout emit`).
+    Timeout,
+}
+
 /// One signal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Signal {
+    /// Match or timed-out partial match.
+    pub kind: SignalKind,
     /// Index of the rule in its [`crate::rule::Program`].
     pub rule: usize,
     /// Event time of the match's last event (ns).

@@ -61,7 +61,11 @@ pub fn lower_file(
             rules.push(lower_rule(r, &catalog, symbols)?);
         }
     }
-    Ok(Program { catalog, rules })
+    Ok(Program {
+        catalog,
+        rules,
+        queries: Vec::new(),
+    })
 }
 
 /// Builds the catalog of the file's own declarations.
@@ -516,6 +520,7 @@ fn lower_rule(
         partition_by,
         nfa,
         emit,
+        timeout: None,
     })
 }
 
