@@ -153,6 +153,8 @@ enum GenCommand {
     Market(GenArgs),
     /// Card transactions with injected card testing and velocity fraud.
     Cards(GenArgs),
+    /// Last trade prices of thousands of instruments (DEBS 2022 Grand Challenge schema).
+    Ticks(TicksArgs),
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +168,15 @@ struct GenArgs {
     /// Output tape.
     #[arg(long, short)]
     out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct TicksArgs {
+    #[command(flatten)]
+    common: GenArgs,
+    /// Number of instruments (Zipf-skewed activity: a few trade often, most rarely).
+    #[arg(long, default_value_t = feeds::r#gen::ticks::DEFAULT_TICK_SYMBOLS)]
+    symbols: u32,
 }
 
 fn main() -> ExitCode {
@@ -221,10 +232,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             export(&file, format, out.as_deref()).map(|()| ExitCode::SUCCESS)
         }
         Command::Gen(GenCommand::Market(args)) => {
-            generate(&args, Generator::Market).map(|()| ExitCode::SUCCESS)
+            generate(&args, Generator::Market, None).map(|()| ExitCode::SUCCESS)
         }
         Command::Gen(GenCommand::Cards(args)) => {
-            generate(&args, Generator::Cards).map(|()| ExitCode::SUCCESS)
+            generate(&args, Generator::Cards, None).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Gen(GenCommand::Ticks(args)) => {
+            generate(&args.common, Generator::Ticks, Some(args.symbols)).map(|()| ExitCode::SUCCESS)
         }
     }
 }
@@ -660,8 +674,12 @@ fn export(file: &Path, format: ExportFormatArg, out: Option<&Path>) -> Result<()
     Ok(())
 }
 
-fn generate(args: &GenArgs, generator: Generator) -> Result<()> {
-    let spec = feeds::r#gen::GenSpec::new(args.events, args.seed);
+/// `strix gen KIND`; `symbols` overrides the spec's default population of symbols.
+fn generate(args: &GenArgs, generator: Generator, symbols: Option<u32>) -> Result<()> {
+    let mut spec = feeds::r#gen::GenSpec::new(args.events, args.seed);
+    if let Some(n) = symbols {
+        spec.symbols = n;
+    }
     let bar = progress_bar(args.events, &format!("gen {}", generator.name()));
     let started = std::time::Instant::now();
     let (generated, info) =
@@ -677,6 +695,17 @@ fn generate(args: &GenArgs, generator: Generator) -> Result<()> {
     );
     for (class, n) in &generated.injected {
         println!("  injected {class}: {n} instances");
+    }
+    if generator == Generator::Ticks
+        && let (Some(first), Some(last)) = (info.first_ts, info.last_ts)
+    {
+        let window = feeds::r#gen::ticks::WINDOW_NS;
+        println!(
+            "  {} symbols over {:.1} h of event time ({} five-minute windows touched)",
+            generated.symbols.len(),
+            (last - first) as f64 / 3.6e12,
+            last.div_euclid(window) - first.div_euclid(window) + 1
+        );
     }
     Ok(())
 }

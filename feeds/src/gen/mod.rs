@@ -6,12 +6,14 @@
 //! names, injected instance counts). Next stage: whatever the sink is — a tape writer, an
 //! [`EventBatch`] for a matcher, or a `Vec<Event>` in tests.
 //!
-//! Two generators exist:
+//! Three generators exist:
 //!
 //! - [`market()`]: orders, cancels and trades on ~200 symbols by ~5000 accounts, with injected
 //!   `layering` (spoofing) and `momentum` (ignition) instances; see [`market`](mod@market).
 //! - [`cards()`]: card transactions with injected `card_testing` and `velocity` instances; see
 //!   [`cards`](mod@cards).
+//! - [`ticks()`]: last trade prices of thousands of instruments with skewed activity, in the
+//!   schema of the DEBS 2022 Grand Challenge; nothing is injected; see [`ticks`](mod@ticks).
 //!
 //! Every event of an injected instance carries `Label { class, instance }`, where `class`
 //! indexes [`Generated::label_names`] (0 = `"none"`, background) and `instance` is unique over
@@ -33,10 +35,12 @@ use thiserror::Error;
 
 pub mod cards;
 pub mod market;
+pub mod ticks;
 mod to_tape;
 
 pub use cards::{cards, cards_catalog};
 pub use market::{market, market_catalog};
+pub use ticks::{ticks, ticks_catalog};
 pub use to_tape::{Generator, write_tape};
 
 /// 2024-01-02T14:30:00Z (a US market open) in ns since the UNIX epoch: the default start time.
@@ -159,7 +163,9 @@ pub struct GenSpec {
     pub start_ts: i64,
     /// Mean number of events between two injected instances of the same class; 0 injects none.
     pub inject_every: u64,
-    /// Market: number of ticker symbols (`SYM0001`, ...). At least 32.
+    /// Market: number of ticker symbols (`SYM0001`, ...). At least 32. Ticks: number of
+    /// instruments, 1 to [`ticks::MAX_TICK_SYMBOLS`] (`strix gen ticks` defaults to
+    /// [`ticks::DEFAULT_TICK_SYMBOLS`]).
     pub symbols: u32,
     /// Market: number of trading accounts (`ACC00001`, ...). At least 32.
     pub accounts: u32,

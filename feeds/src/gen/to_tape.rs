@@ -9,7 +9,7 @@ use std::path::Path;
 use cep_core::event::Label;
 use cep_core::{Catalog, TypeId};
 
-use super::{EventSink, GenError, GenSpec, Generated, cards, market};
+use super::{EventSink, GenError, GenSpec, Generated, cards, market, ticks};
 use crate::tape::{TapeError, TapeInfo, TapeWriter};
 
 /// The synthetic streams Strix can generate.
@@ -19,6 +19,8 @@ pub enum Generator {
     Market,
     /// Card transactions with injected card testing and velocity (see [`cards()`](super::cards())).
     Cards,
+    /// Last trade prices in the DEBS 2022 Grand Challenge schema (see [`ticks()`](super::ticks())).
+    Ticks,
 }
 
 impl Generator {
@@ -27,6 +29,7 @@ impl Generator {
         match self {
             Self::Market => "market",
             Self::Cards => "cards",
+            Self::Ticks => "ticks",
         }
     }
 
@@ -35,6 +38,7 @@ impl Generator {
         match self {
             Self::Market => market::market_catalog(),
             Self::Cards => cards::cards_catalog(),
+            Self::Ticks => ticks::ticks_catalog(),
         }
     }
 
@@ -43,6 +47,7 @@ impl Generator {
         let labels: &[&str] = match self {
             Self::Market => &market::LABELS,
             Self::Cards => &cards::LABELS,
+            Self::Ticks => &ticks::LABELS,
         };
         labels.iter().map(|s| (*s).to_owned()).collect()
     }
@@ -56,6 +61,7 @@ impl Generator {
         match self {
             Self::Market => market::market(spec, sink),
             Self::Cards => cards::cards(spec, sink),
+            Self::Ticks => ticks::ticks(spec, sink),
         }
     }
 }
