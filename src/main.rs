@@ -699,12 +699,10 @@ fn generate(args: &GenArgs, generator: Generator, symbols: Option<u32>) -> Resul
     if generator == Generator::Ticks
         && let (Some(first), Some(last)) = (info.first_ts, info.last_ts)
     {
-        let window = feeds::r#gen::ticks::WINDOW_NS;
         println!(
-            "  {} symbols over {:.1} h of event time ({} five-minute windows touched)",
+            "  {} symbols over {:.1} h of event time (sessions 08:00-16:30 UTC, weekdays)",
             generated.symbols.len(),
-            (last - first) as f64 / 3.6e12,
-            last.div_euclid(window) - first.div_euclid(window) + 1
+            (last - first) as f64 / 3.6e12
         );
     }
     Ok(())
