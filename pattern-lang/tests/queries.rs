@@ -489,3 +489,64 @@ fn lowering_errors() {
             .contains("output of a later query")
     );
 }
+
+#[test]
+fn the_documented_examples_compile() {
+    let debs = r#"
+enum security_type { Equity, Index }
+event Trade { symbol: sym, security_type: security_type, last_trade_price: f64 }
+
+query bars
+  from Trade
+  group by symbol
+  window tumbling 5m
+  emit bar { symbol, close: last(last_trade_price),
+             ema38: ema(last(last_trade_price), 38), ema100: ema(last(last_trade_price), 100) }
+
+rule bullish from bar partition by symbol pattern b
+  define b as ema38 > ema100 and not (prev(ema38, 1) > prev(ema100, 1))
+  select all emit bullish { symbol, ema38: b.ema38, ema100: b.ema100 }
+
+rule bearish from bar partition by symbol pattern b
+  define b as ema38 < ema100 and not (prev(ema38, 1) < prev(ema100, 1))
+  select all emit bearish { symbol, ema38: b.ema38, ema100: b.ema100 }
+"#;
+    let p = compile(debs, None, &mut SymbolTable::new())
+        .unwrap_or_else(|e| panic!("{}", e.render("debs.cep", debs)));
+    assert_eq!(p.queries[0].emas.len(), 2);
+    assert_eq!(
+        p.queries[0].aggregates.len(),
+        1,
+        "last(last_trade_price) is computed once"
+    );
+    assert_eq!(p.rules.len(), 2);
+
+    let bars = "
+event Trade { symbol: sym, price: f64, qty: i64 }
+
+query bars
+  from Trade                     # stream types, or earlier queries' outputs
+  where price > 0                # optional: a condition on each event
+  group by symbol                # optional: up to 4 fields
+  window tumbling 5m             # or: sliding 5m every 1m | session gap 30s
+  having count(*) >= 2           # optional: a condition on each window
+  emit bar { symbol, close: last(price), volume: sum(qty),
+             vwap: sum(price * qty) / sum(qty), ema38: ema(last(price), 38) }
+
+rule breakout from bar partition by symbol pattern a b
+  define b as close > a.close * 1.1
+  emit breakout { symbol, before: a.close, now: b.close }
+";
+    let p = compile(bars, None, &mut SymbolTable::new())
+        .unwrap_or_else(|e| panic!("{}", e.render("bars.cep", bars)));
+    assert_eq!(
+        field_types(&p, "bar"),
+        [
+            ("symbol".to_string(), FieldType::Sym),
+            ("close".to_string(), FieldType::F64),
+            ("volume".to_string(), FieldType::I64),
+            ("vwap".to_string(), FieldType::F64),
+            ("ema38".to_string(), FieldType::F64),
+        ]
+    );
+}
