@@ -244,6 +244,25 @@ fn derived_types_are_appended_after_the_stream_types() {
 }
 
 #[test]
+fn type_tests_in_where_narrow_the_fields_in_scope() {
+    let p = ok(
+        "query q from Trade, Quote where Trade and price > 0 group by symbol
+        window tumbling 1m emit b { symbol, hi: max(price) }",
+    );
+    let q = &p.queries[0];
+    assert_eq!(q.from, [0, 1]);
+    // `price` resolves for Trade only; Quote events fail the `where` anyway.
+    let Some(Expr::Field(price)) = &q.aggregates[0].arg else {
+        panic!("{:?}", q.aggregates)
+    };
+    assert_eq!(price.slots, [Some(1), None]);
+    let (m, at) =
+        err("query q from Trade, Quote where Quote window tumbling 1m emit b { x: sum(price) }");
+    assert!(m.contains("unknown field `price` on event `Quote`"), "{m}");
+    assert_eq!(at, "price");
+}
+
+#[test]
 fn rules_may_read_outputs_of_queries_written_after_them() {
     let p = ok("rule r from bar pattern a define a as n > 1
         query q from Trade window tumbling 1m emit bar { n: count(*) }");

@@ -20,7 +20,7 @@ use cep_core::value::{ArithOp, Value};
 
 use super::{
     ExprCtx, Place, RuleCtx, Ty, check_comparable, coerce, expect_bool, lower_expr, resolve_field,
-    unknown_type,
+    type_tests, unknown_type,
 };
 use crate::ast::{self, BinaryOp, ExprKind, InRhs, Item, UnaryOp, WindowKind};
 use crate::diag::{Diagnostic, Span};
@@ -140,9 +140,15 @@ fn lower_query(
 
     // The output type is registered after everything else resolved, so it is appended last.
     let cat: &Catalog = catalog;
+    // Type tests in `where` (`where Trade and ...`) narrow the types that per-event expressions
+    // and `group by` see, as they narrow a pattern variable's types in a rule.
+    let current = match &q.filter {
+        Some(cond) => type_tests(cond, cat, &from)?.unwrap_or_else(|| from.clone()),
+        None => from.clone(),
+    };
     let rule = RuleCtx {
         catalog: cat,
-        from: from.clone(),
+        from: current.clone(),
         vars: Vec::new(),
         var_types: Vec::new(),
         partition: Vec::new(),
@@ -172,7 +178,7 @@ fn lower_query(
                 g.span,
             ));
         }
-        group_by.push(resolve_field(cat, &from, g, "group by field")?);
+        group_by.push(resolve_field(cat, &current, g, "group by field")?);
     }
 
     let window = lower_window(&q.window)?;
