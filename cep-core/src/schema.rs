@@ -115,6 +115,10 @@ pub const SIDE_ENUM: &str = "side";
 pub struct Catalog {
     enums: Vec<EnumDef>,
     types: Vec<EventType>,
+    /// Types that queries derive (their outputs), not read from a stream; absent when empty so
+    /// that stream catalogs serialize as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    derived: Vec<TypeId>,
 }
 
 impl Default for Catalog {
@@ -132,6 +136,7 @@ impl Catalog {
                 variants: vec!["buy".into(), "sell".into()],
             }],
             types: Vec::new(),
+            derived: Vec::new(),
         }
     }
 
@@ -187,6 +192,22 @@ impl Catalog {
                 .collect(),
         });
         Ok((self.types.len() - 1) as TypeId)
+    }
+
+    /// Adds the output type of a windowed query (see [`Catalog::is_derived`]); returns its id.
+    pub fn add_derived_type(
+        &mut self,
+        name: &str,
+        fields: &[(&str, FieldType)],
+    ) -> Result<TypeId, SchemaError> {
+        let id = self.add_type(name, fields)?;
+        self.derived.push(id);
+        Ok(id)
+    }
+
+    /// True if events of this type are derived by a query rather than read from the stream.
+    pub fn is_derived(&self, id: TypeId) -> bool {
+        self.derived.contains(&id)
     }
 
     /// All event types in id order.
@@ -292,5 +313,21 @@ mod tests {
         assert_eq!(c.field_type("side"), Some(FieldType::Enum(0)));
         assert_eq!(c.field_type("nope"), None);
         assert_eq!(c.event_type(0).unwrap().slot("side"), Some(1));
+    }
+
+    #[test]
+    fn derived_types_are_marked() {
+        let mut c = Catalog::new();
+        let t = c.add_type("Trade", &[("price", FieldType::F64)]).unwrap();
+        let bar = c
+            .add_derived_type("bar", &[("close", FieldType::F64)])
+            .unwrap();
+        assert_eq!(bar, 1);
+        assert!(!c.is_derived(t));
+        assert!(c.is_derived(bar));
+        assert_eq!(
+            c.add_derived_type("Trade", &[]),
+            Err(SchemaError::Duplicate("Trade".into()))
+        );
     }
 }

@@ -26,6 +26,8 @@ pub enum Item {
     Event(EventDecl),
     /// `rule NAME clause*` (boxed: a rule is much larger than a declaration).
     Rule(Box<RuleDecl>),
+    /// `query NAME clause*`: a windowed query (boxed like a rule).
+    Query(Box<QueryDecl>),
 }
 
 /// An identifier and where it was written.
@@ -348,4 +350,60 @@ impl BinaryOp {
             BinaryOp::Or => "or",
         }
     }
+}
+
+/// `query NAME` followed by its clauses (each at most once, in any order):
+/// `from A, B`, `where COND`, `group by f, g`, `window ...`, `having COND`, `emit NAME { ... }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryDecl {
+    /// The query's name.
+    pub name: Ident,
+    /// `from A, B` (required): event types or earlier queries' output types.
+    pub from: Vec<Ident>,
+    /// `where COND`: a per-event filter.
+    pub filter: Option<Expr>,
+    /// `group by f, g` (empty if the clause is absent).
+    pub group_by: Vec<Ident>,
+    /// `window ...` (required).
+    pub window: Window,
+    /// `having COND`: a filter over each closed window's aggregates.
+    pub having: Option<Expr>,
+    /// `emit NAME { ... }` (required): the derived event type and its fields.
+    pub emit: Emit,
+    /// From `query` to the end of its last clause.
+    pub span: Span,
+}
+
+/// A duration literal in nanoseconds and its span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Duration {
+    /// Nanoseconds.
+    pub ns: i64,
+    /// The literal's text.
+    pub span: Span,
+}
+
+/// `window tumbling D`, `window sliding D every S` or `window session gap G`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Kind and sizes.
+    pub kind: WindowKind,
+    /// From the word after `window` to the last duration.
+    pub span: Span,
+}
+
+/// Window kinds of a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// `tumbling D`
+    Tumbling(Duration),
+    /// `sliding D every S`
+    Sliding {
+        /// Window size.
+        size: Duration,
+        /// Distance between window ends.
+        every: Duration,
+    },
+    /// `session gap G`
+    Session(Duration),
 }

@@ -4,6 +4,10 @@
 //! the rules will run on (a tape's schemas). Output: a [`cep_core::rule::Program`] whose rules
 //! carry [`cep_core::nfa::Nfa`]s built with [`cep_core::nfa::Builder`]. Next stage: a matcher.
 //!
+//! Windowed queries are lowered first, in file order (see `query`): each appends its output type
+//! to the catalog as a derived type after the stream's types (whose ids never change), so rules
+//! and later queries can read it with `from NAME`.
+//!
 //! Names are resolved here: event types, fields (to per-type slots), pattern variables, enum
 //! variants and string literals (interned into the caller's [`SymbolTable`]). Every error is a
 //! [`Diagnostic`] pointing at the offending text.
@@ -19,6 +23,8 @@ use cep_core::value::{ArithOp, Value};
 
 use crate::ast::{self, BinaryOp, ExprKind, InRhs, Item, UnaryOp};
 use crate::diag::{Diagnostic, Span};
+
+mod query;
 
 /// Parses and lowers `source`.
 ///
@@ -41,13 +47,15 @@ pub fn lower_file(
     symbols: &mut SymbolTable,
 ) -> Result<Program, Diagnostic> {
     let declared = declare(file)?;
-    let catalog = match stream {
+    let mut catalog = match stream {
         None => declared,
         Some(stream) => {
             check_compatible(file, &declared, stream)?;
             stream.clone()
         }
     };
+    // Queries first: they append their output types, which rules anywhere in the file may read.
+    let queries = query::lower_queries(file, &mut catalog, symbols)?;
     let mut rules = Vec::new();
     let mut names: HashMap<&str, Span> = HashMap::new();
     for item in &file.items {
@@ -64,7 +72,7 @@ pub fn lower_file(
     Ok(Program {
         catalog,
         rules,
-        queries: Vec::new(),
+        queries,
     })
 }
 
@@ -200,7 +208,7 @@ fn check_compatible(
                     }
                 }
             }
-            Item::Rule(_) => {}
+            Item::Rule(_) | Item::Query(_) => {}
         }
     }
     Ok(())
@@ -298,8 +306,9 @@ fn lower_rule(
             from.push(id);
         }
     }
+    query::check_from_kinds(catalog, &r.from)?;
     if from.is_empty() {
-        from = (0..catalog.types().len() as TypeId).collect();
+        from = query::stream_types(catalog);
     }
     if from.is_empty() {
         return Err(Diagnostic::new(

@@ -30,6 +30,7 @@ use crate::ast::{
     ExprKind, FieldDecl, File, Ident, InRhs, Item, Pattern, Quantifier, RuleDecl, Selection,
     UnaryOp,
 };
+use crate::ast::{Duration, QueryDecl, Window, WindowKind};
 use crate::diag::{Diagnostic, Span};
 
 /// Words that cannot name rules, events, enums, fields or pattern variables.
@@ -69,7 +70,10 @@ const CLAUSE_KEYWORDS: &[&str] = &[
     "emit",
 ];
 
-/// Words that start a top-level item (`query` is reserved for windowed queries).
+/// Words that start a query clause (not reserved: outside a query they are ordinary names).
+const QUERY_CLAUSE_KEYWORDS: &[&str] = &["from", "where", "group", "window", "having", "emit"];
+
+/// Words that start a top-level item.
 const ITEM_KEYWORDS: &[&str] = &["rule", "event", "enum", "query"];
 
 /// Duration units and their length in nanoseconds.
@@ -567,11 +571,10 @@ impl<'s> Parser<'s> {
                 Some("enum") => items.push(Item::Enum(self.enum_decl()?)),
                 Some("event") => items.push(Item::Event(self.event_decl()?)),
                 Some("rule") => items.push(Item::Rule(Box::new(self.rule()?))),
+                Some("query") => items.push(Item::Query(Box::new(self.query()?))),
                 other => {
-                    let mut d = self.expected("an item (`enum`, `event`, or `rule`)");
-                    if other == Some("query") {
-                        d = d.with_help("`query` items are not supported yet");
-                    } else if let Some(s) = other.and_then(|w| suggest(w, ITEM_KEYWORDS)) {
+                    let mut d = self.expected("an item (`enum`, `event`, `rule`, or `query`)");
+                    if let Some(s) = other.and_then(|w| suggest(w, ITEM_KEYWORDS)) {
                         d = d.with_help(format!("did you mean `{s}`?"));
                     }
                     return Err(d);
@@ -728,6 +731,117 @@ impl<'s> Parser<'s> {
             emit,
             span: kw.to(Span::new(self.prev_end, self.prev_end)),
         })
+    }
+
+    fn query(&mut self) -> PResult<QueryDecl> {
+        let kw = self.bump();
+        let name = self.expect_name("a query name", " after `query`")?;
+        let mut from = None;
+        let mut filter = None;
+        let mut group_by = None;
+        let mut window = None;
+        let mut having = None;
+        let mut emit = None;
+
+        while let Some(clause) = self.word().filter(|w| QUERY_CLAUSE_KEYWORDS.contains(w)) {
+            let clause_span = self.tok().span;
+            let seen = match clause {
+                "from" => from.is_some(),
+                "where" => filter.is_some(),
+                "group" => group_by.is_some(),
+                "window" => window.is_some(),
+                "having" => having.is_some(),
+                _ => emit.is_some(),
+            };
+            if seen {
+                return Err(Diagnostic::new(
+                    format!("duplicate `{clause}` clause in query `{}`", name.name),
+                    clause_span,
+                )
+                .with_help("each clause may appear at most once per query"));
+            }
+            self.bump();
+            match clause {
+                "from" => from = Some(self.name_list("an event name", " after `from`")?),
+                "where" => filter = Some(self.expr()?),
+                "group" => {
+                    self.expect_word("by", "`by` after `group`")?;
+                    group_by = Some(self.name_list("a field name", " after `group by`")?);
+                }
+                "window" => window = Some(self.window()?),
+                "having" => having = Some(self.expr()?),
+                _ => emit = Some(self.emit(clause_span)?),
+            }
+        }
+
+        let at_item_end = self.at_eof() || self.word().is_some_and(|w| ITEM_KEYWORDS.contains(&w));
+        if !at_item_end {
+            let mut d = self.expected(
+                "an operator, a query clause keyword (from, where, group, window, having, emit) or a new item",
+            );
+            if let Some(s) = self.word().and_then(|w| suggest(w, QUERY_CLAUSE_KEYWORDS)) {
+                d = d.with_help(format!("did you mean `{s}`?"));
+            }
+            return Err(d);
+        }
+        let missing = |clause: &str, example: &str| {
+            Diagnostic::new(
+                format!("query `{}` has no `{clause}` clause", name.name),
+                name.span,
+            )
+            .with_help(format!("every query needs one, e.g. `{example}`"))
+        };
+        let from = from.ok_or_else(|| missing("from", "from Trade"))?;
+        let window = window.ok_or_else(|| missing("window", "window tumbling 1m"))?;
+        let emit =
+            emit.ok_or_else(|| missing("emit", "emit bar { symbol, close: last(price) }"))?;
+        Ok(QueryDecl {
+            name,
+            from,
+            filter,
+            group_by: group_by.unwrap_or_default(),
+            window,
+            having,
+            emit,
+            span: kw.to(Span::new(self.prev_end, self.prev_end)),
+        })
+    }
+
+    /// `tumbling D`, `sliding D every S` or `session gap G` (after `window`).
+    fn window(&mut self) -> PResult<Window> {
+        let start = self.tok().span;
+        let kind = if self.eat_word("tumbling").is_some() {
+            WindowKind::Tumbling(self.duration("a window size (e.g. `5m`) after `tumbling`")?)
+        } else if self.eat_word("sliding").is_some() {
+            let size = self.duration("a window size (e.g. `5m`) after `sliding`")?;
+            self.expect_word("every", "`every` and the slide after the window size")?;
+            let every = self.duration("a slide (e.g. `1m`) after `every`")?;
+            WindowKind::Sliding { size, every }
+        } else if self.eat_word("session").is_some() {
+            self.expect_word("gap", "`gap` after `session`")?;
+            WindowKind::Session(self.duration("a gap (e.g. `30s`) after `session gap`")?)
+        } else {
+            return Err(self.expected(
+                "a window kind after `window` (`tumbling D`, `sliding D every S` or `session gap G`)",
+            ));
+        };
+        Ok(Window {
+            kind,
+            span: start.to(Span::new(self.prev_end, self.prev_end)),
+        })
+    }
+
+    fn duration(&mut self, what: &str) -> PResult<Duration> {
+        match self.tok().kind {
+            Tok::Duration(ns) => {
+                let span = self.bump();
+                Ok(Duration { ns, span })
+            }
+            Tok::Int(_) => Err(self
+                .expected(what)
+                .with_help("add a unit right after the number: ns, us, ms, s, m, h or d")),
+            _ => Err(self.expected(what)),
+        }
     }
 
     /// `NAME ("," NAME)*`
@@ -1260,6 +1374,14 @@ impl<'s> Parser<'s> {
     fn call(&mut self, func: Ident) -> PResult<Expr> {
         self.bump();
         let mut args = Vec::new();
+        // `count(*)`: the star is kept as the name `*`; only windowed queries accept it.
+        if self.at_punct("*") && matches!(self.nth(1).kind, Tok::Punct(")")) {
+            let span = self.bump();
+            args.push(Expr {
+                kind: ExprKind::Name("*".into()),
+                span,
+            });
+        }
         if !self.at_punct(")") {
             loop {
                 args.push(self.expr()?);
