@@ -333,7 +333,9 @@ fn explain(file: &Path, dot: bool) -> Result<()> {
                         rank + 1,
                         edge(e)
                             .strip_prefix(&target(&e.target))
-                            .map_or(String::new(), |g| format!("\\n{}", g.trim()))
+                            .map(str::trim)
+                            .filter(|g| !g.is_empty())
+                            .map_or(String::new(), |g| format!("\\n{g}"))
                     )?;
                 }
             }
@@ -403,6 +405,13 @@ fn explain(file: &Path, dot: bool) -> Result<()> {
         if !rule.emit.fields.is_empty() {
             writeln!(out, "  emit {} {{", rule.emit.signal)?;
             for f in &rule.emit.fields {
+                writeln!(out, "    {}: {}", f.name, disp.render(&f.expr))?;
+            }
+            writeln!(out, "  }}")?;
+        }
+        if let Some(t) = &rule.timeout {
+            writeln!(out, "  on timeout emit {} {{", t.signal)?;
+            for f in &t.fields {
                 writeln!(out, "    {}: {}", f.name, disp.render(&f.expr))?;
             }
             writeln!(out, "  }}")?;
