@@ -34,9 +34,9 @@ use std::collections::HashMap;
 
 use cep_core::event::{Event, EventView, Label};
 use cep_core::reference::{MatcherConfig, MatcherStats, ReferenceMatcher};
-use cep_core::rule::Program;
+use cep_core::rule::{EmitSpec, Program};
 use cep_core::schema::{Catalog, FieldType};
-use cep_core::signal::Signal as RawSignal;
+use cep_core::signal::{Signal as RawSignal, SignalKind};
 use cep_core::symbol::SymbolTable;
 use cep_core::value::Value;
 use serde_json::json;
@@ -87,9 +87,18 @@ impl Signal<'_> {
         &self.engine.program.rules[self.raw.rule].name
     }
 
-    /// Signal name (from `emit NAME`).
+    /// Signal name (from `emit NAME`, or `on timeout emit NAME` for a timeout).
     pub fn signal(&self) -> &str {
-        &self.engine.program.rules[self.raw.rule].emit.signal
+        &self.spec().signal
+    }
+
+    /// The emit clause this signal was produced by.
+    fn spec(&self) -> &EmitSpec {
+        let rule = &self.engine.program.rules[self.raw.rule];
+        match (self.raw.kind, &rule.timeout) {
+            (SignalKind::Timeout, Some(t)) => t,
+            _ => &rule.emit,
+        }
     }
 
     /// The partition key rendered as text: key field values joined by `|` (empty if unpartitioned).
@@ -108,13 +117,14 @@ impl Signal<'_> {
     /// The JSON Lines object: `{"rule","signal","ts","key","seq","fields","id"}`.
     pub fn to_json(&self) -> serde_json::Value {
         let rule = &self.engine.program.rules[self.raw.rule];
+        let spec = self.spec();
         let mut fields = serde_json::Map::new();
-        for (f, v) in rule.emit.fields.iter().zip(&self.raw.fields) {
+        for (f, v) in spec.fields.iter().zip(&self.raw.fields) {
             fields.insert(f.name.clone(), self.engine.render_value(*v, f.ty));
         }
         json!({
             "rule": rule.name,
-            "signal": rule.emit.signal,
+            "signal": spec.signal,
             "ts": self.raw.ts,
             "key": self.key(),
             "seq": self.raw.seq,

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use strix::cep_core::expr::ExprDisplay;
-use strix::cep_core::nfa::{AfterMatch, Contiguity, Selection, Target};
+use strix::cep_core::nfa::{AfterMatch, Contiguity, Edge, Selection, Target};
 use strix::cep_core::symbol::SymbolTable;
 use strix::feeds;
 use strix::feeds::r#gen::Generator;
@@ -295,6 +295,20 @@ fn explain(file: &Path, dot: bool) -> Result<()> {
             Target::State(s) => format!("s{s}"),
             Target::Accept => "ACCEPT".into(),
         };
+        // An edge that crossed negations shows them: `s2 unless !x`, `ACCEPT at deadline unless !p`.
+        let edge = |e: &Edge| {
+            let mut s = target(&e.target);
+            if e.is_absence() {
+                s.push_str(" at deadline");
+            }
+            for (i, g) in e.guards.iter().enumerate() {
+                s.push_str(if i == 0 { " unless " } else { ", " });
+                s.push_str(if g.strict { "next is " } else { "any " });
+                s.push('!');
+                s.push_str(&names[g.var as usize]);
+            }
+            s
+        };
         let state_label = |i: usize| {
             let s = &nfa.states[i];
             let var = &names[s.var as usize];
@@ -325,12 +339,17 @@ fn explain(file: &Path, dot: bool) -> Result<()> {
                 let cond = disp
                     .render(&nfa.vars[s.var as usize].condition)
                     .replace('"', "\\\"");
-                for (rank, t) in s.next.iter().enumerate() {
+                for (rank, e) in s.next.iter().enumerate() {
                     writeln!(
                         out,
-                        "  s{i} -> {} [label=\"take: {cond}\\npreference {}\"];",
-                        target(t),
-                        rank + 1
+                        "  s{i} -> {} [label=\"take: {cond}\\npreference {}{}\"];",
+                        target(&e.target),
+                        rank + 1,
+                        edge(e)
+                            .strip_prefix(&target(&e.target))
+                            .map(str::trim)
+                            .filter(|g| !g.is_empty())
+                            .map_or(String::new(), |g| format!("\\n{g}"))
                     )?;
                 }
             }
@@ -394,12 +413,19 @@ fn explain(file: &Path, dot: bool) -> Result<()> {
                 "    s{i:<3} takes {:<12} waits {:<26} then {}",
                 state_label(i),
                 contiguity(s.contiguity),
-                s.next.iter().map(target).collect::<Vec<_>>().join(" | ")
+                s.next.iter().map(edge).collect::<Vec<_>>().join(" | ")
             )?;
         }
         if !rule.emit.fields.is_empty() {
             writeln!(out, "  emit {} {{", rule.emit.signal)?;
             for f in &rule.emit.fields {
+                writeln!(out, "    {}: {}", f.name, disp.render(&f.expr))?;
+            }
+            writeln!(out, "  }}")?;
+        }
+        if let Some(t) = &rule.timeout {
+            writeln!(out, "  on timeout emit {} {{", t.signal)?;
+            for f in &t.fields {
                 writeln!(out, "    {}: {}", f.name, disp.render(&f.expr))?;
             }
             writeln!(out, "  }}")?;

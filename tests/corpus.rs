@@ -33,6 +33,8 @@ struct Case {
     expect: Vec<Vec<u64>>,
     /// Optional expected emitted fields of the first signal, as a JSON object string.
     fields: Option<String>,
+    /// Optional expected signal names in emission order (tells timeouts from matches).
+    signals: Option<Vec<String>>,
 }
 
 fn parse_time(s: &str) -> Result<i64> {
@@ -50,8 +52,11 @@ fn parse_time(s: &str) -> Result<i64> {
     Ok((v * mult as f64).round() as i64)
 }
 
-/// Runs one case; returns the matches (seq lists) and the first signal's fields.
-fn run_case(decls: &str, case: &Case) -> Result<(Vec<Vec<u64>>, Option<serde_json::Value>)> {
+/// What a case produced: seq lists, the first signal's fields, signal names.
+type Outcome = (Vec<Vec<u64>>, Option<serde_json::Value>, Vec<String>);
+
+/// Runs one case; returns the matches (seq lists), the first signal's fields and signal names.
+fn run_case(decls: &str, case: &Case) -> Result<Outcome> {
     let src = format!("{decls}\n{}", case.rule);
     let mut engine = Engine::from_rules(&format!("{}.cep", case.name), &src)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -107,17 +112,18 @@ fn run_case(decls: &str, case: &Case) -> Result<(Vec<Vec<u64>>, Option<serde_jso
     }
     let mut out = Vec::new();
     let mut first_fields = None;
-    for e in &events {
-        engine.push(e, |s| {
-            out.push(s.raw.seq.clone());
-            first_fields.get_or_insert_with(|| s.to_json()["fields"].clone());
-        });
-    }
-    engine.finish(|s| {
+    let mut names = Vec::new();
+    let mut record = |s: strix::Signal<'_>| {
         out.push(s.raw.seq.clone());
-        first_fields.get_or_insert_with(|| s.to_json()["fields"].clone());
-    });
-    Ok((out, first_fields))
+        let json = s.to_json();
+        first_fields.get_or_insert_with(|| json["fields"].clone());
+        names.push(json["signal"].as_str().unwrap_or_default().to_string());
+    };
+    for e in &events {
+        engine.push(e, &mut record);
+    }
+    engine.finish(&mut record);
+    Ok((out, first_fields, names))
 }
 
 #[test]
@@ -141,7 +147,15 @@ fn semantic_corpus() -> Result<()> {
                 failures.push(format!("duplicate case name {}", case.name));
             }
             match run_case(&file.decls, case) {
-                Ok((got, fields)) => {
+                Ok((got, fields, got_names)) => {
+                    if let Some(want) = &case.signals
+                        && *want != got_names
+                    {
+                        failures.push(format!(
+                            "{}: signals expected {want:?}, got {got_names:?}",
+                            case.name
+                        ));
+                    }
                     if got != case.expect {
                         failures.push(format!(
                             "{}: {}\n  expected {:?}\n  got      {:?}",

@@ -1,34 +1,43 @@
 //! The reference matcher: simple, obviously correct, and the oracle every faster matcher is
 //! tested against.
 //!
-//! Input: the events of one stream in sequence order, one at a time ([`ReferenceMatcher::on_event`]).
-//! Output: [`Signal`]s for one rule. Next stage: a sink.
+//! Input: the events of one stream in `(ts, seq)` order, one at a time
+//! ([`ReferenceMatcher::on_event`]), and watermarks ([`ReferenceMatcher::on_watermark`]).
+//! Output: [`Signal`]s for one rule (matches and, with `on timeout emit`, timeouts). Next stage: a
+//! sink.
 //!
 //! How it works (see `docs/language.md` for the semantics it implements):
 //! - Events whose type the rule does not read are ignored; the rest are split by partition key.
 //! - Each partition keeps a list of *runs* (partial matches), ordered by start event and then by
 //!   preference. On an event, every run waiting in state `q` is replaced, in order, by: one run per
-//!   target of `q` if the event satisfies `q`'s condition (a target `Accept` completes a match), then
-//!   the run itself if `q`'s contiguity lets it skip the event (strict: never; relaxed: only if the
-//!   event was not taken; any: always). Then a new run starts at the event if it satisfies a start
-//!   state. A run whose first event is more than `within` before the current event dies.
+//!   edge of `q` if the event satisfies `q`'s condition (an edge to `Accept` completes a match; one
+//!   that crossed a trailing negation waits for the `within` deadline instead), then the run itself
+//!   if `q`'s contiguity lets it skip the event (strict: never; relaxed: only if the event was not
+//!   taken; any: always) and no negation guard it carries forbids skipping it. Then a new run
+//!   starts at the event if it satisfies a start state.
+//! - `within`: a run that started at `t` dies when the watermark reaches `t + within`. Deadlines
+//!   sit in a timer heap (one entry per partition: its earliest deadline), so partitions that see
+//!   no more events still expire; at expiry trailing absences complete and timeouts are emitted.
+//!   An event first expires its own partition's runs up to `ts - 1`, exactly as the watermark
+//!   `ts - 1` would.
 //! - `select all` reports every completed match at once. `select first` keeps completed matches in
-//!   the run list and reports, per start event, the first entry in preference order once every
-//!   run preferred to it has died; the rest of that start's runs are dropped.
+//!   the run list and reports them strictly in start order: the first start's preferred match once
+//!   every run preferred to it has died; later starts wait while an earlier one is unresolved.
 //! - After each reported match, the after-match strategy drops other runs by their start event.
 //! - Live runs per partition are capped ([`MatcherConfig::max_runs_per_key`]); the oldest are
 //!   evicted first and every eviction is counted in [`MatcherStats::evictions`].
-//! - [`ReferenceMatcher::finish`] ends the stream: pending preferred matches whose better
-//!   alternatives can no longer complete are reported.
+//! - [`ReferenceMatcher::finish`] ends the stream: the watermark `i64::MAX`, then every partial
+//!   match dies and pending preferred matches are reported.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::ops::Range;
 
 use crate::event::EventView;
 use crate::expr::{Bindings, VarId};
-use crate::nfa::{AfterMatch, Contiguity, Selection, StateId, Target};
-use crate::rule::{PartitionKey, Rule};
-use crate::signal::Signal;
+use crate::nfa::{AfterMatch, Contiguity, Edge, Guard, Selection, StateId, Target};
+use crate::rule::{EmitSpec, PartitionKey, Rule};
+use crate::signal::{Signal, SignalKind};
 use crate::value::Value;
 
 /// Matcher limits.
@@ -53,6 +62,8 @@ pub struct MatcherStats {
     pub events: u64,
     /// Matches reported.
     pub matches: u64,
+    /// Timeout signals reported (`on timeout emit`).
+    pub timeouts: u64,
     /// Runs currently alive over all partitions.
     pub live_runs: usize,
     /// Highest `live_runs` seen.
@@ -82,24 +93,39 @@ impl StoredEvent {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunKind {
+    /// Waiting in `state` for its next event.
+    Waiting,
+    /// Took its last event; completes at the `within` deadline unless a guard is hit first.
+    Absent,
+    /// A completed match awaiting its turn (`select first` only).
+    Accepted,
+}
+
 #[derive(Debug, Clone)]
 struct Run {
-    /// Waiting state (meaningless when `accepted`).
+    /// Waiting state (meaningful for `Waiting` only).
     state: StateId,
-    /// Completed match awaiting its turn (`select first` only).
-    accepted: bool,
+    kind: RunKind,
+    /// Negations the events this run skips must not satisfy.
+    guards: Vec<Guard>,
     start_seq: u64,
     start_ts: i64,
+    /// Event time the match completed at (`Accepted`): its last event's, or the deadline.
+    done_ts: i64,
     /// Bound events in order: (variable, seq).
     taken: Vec<(VarId, u64)>,
 }
 
 #[derive(Debug, Default)]
 struct Partition {
-    /// Seq of the partition's first event: end of stream visits partitions in this order.
+    /// Seq of the partition's first event: timers and end of stream visit partitions in this order.
     first_seq: u64,
     history: VecDeque<StoredEvent>,
     runs: Vec<Run>,
+    /// The deadline this partition has in the timer heap, if any.
+    timer: Option<i64>,
 }
 
 /// Bindings of one run (or completed match) over a partition's history.
@@ -141,19 +167,28 @@ pub struct ReferenceMatcher {
     config: MatcherConfig,
     keep_prev: usize,
     partitions: HashMap<PartitionKey, Partition>,
+    /// (deadline, partition first seq, key), earliest first.
+    timers: BinaryHeap<Reverse<(i64, u64, PartitionKey)>>,
     stats: MatcherStats,
 }
 
 impl ReferenceMatcher {
     /// A matcher for `rule`, which is rule number `rule_index` of its program (copied into signals).
     pub fn new(rule: Rule, rule_index: usize, config: MatcherConfig) -> Self {
-        let keep_prev = rule.max_prev() as usize;
+        let timeout_prev = rule
+            .timeout
+            .iter()
+            .flat_map(|t| t.fields.iter().map(|f| f.expr.max_prev()))
+            .max()
+            .unwrap_or(0);
+        let keep_prev = rule.max_prev().max(timeout_prev) as usize;
         Self {
             rule,
             rule_index,
             config,
             keep_prev,
             partitions: HashMap::new(),
+            timers: BinaryHeap::new(),
             stats: MatcherStats::default(),
         }
     }
@@ -168,7 +203,10 @@ impl ReferenceMatcher {
         self.stats
     }
 
-    /// Feeds one event (events must arrive in sequence order); completed signals are appended to `out`.
+    /// Feeds one event (events must arrive in `(ts, seq)` order); signals are appended to `out`.
+    ///
+    /// The event's partition first expires what the watermark `ts - 1` would expire (so direct
+    /// users see the same signals as the engine, which sends that watermark first).
     pub fn on_event(&mut self, e: EventView<'_>, out: &mut Vec<Signal>) {
         if !self.rule.reads(e.type_id) {
             return;
@@ -183,178 +221,151 @@ impl ReferenceMatcher {
             }
         });
         let before = part.runs.len();
+        let mut ctx = Ctx {
+            rule: &self.rule,
+            rule_index: self.rule_index,
+            key,
+            out,
+            stats: &mut self.stats,
+        };
+        ctx.expire(part, e.ts.saturating_sub(1));
         part.history.push_back(StoredEvent {
             seq: e.seq,
             ts: e.ts,
             type_id: e.type_id,
             slots: e.slots.into(),
         });
-        let cur = part.history.len() - 1;
-        let nfa = &self.rule.nfa;
-
-        if let Some(w) = nfa.within {
-            part.runs
-                .retain(|r| r.accepted || e.ts.saturating_sub(r.start_ts) <= w);
-        }
-
-        let mut next: Vec<Run> = Vec::with_capacity(part.runs.len() + 2);
-        let mut completed: Vec<Run> = Vec::new();
-        let select_all = nfa.selection == Selection::All;
-        let push_target = |next: &mut Vec<Run>, completed: &mut Vec<Run>, t: Target, base: &Run| {
-            let mut r = base.clone();
-            match t {
-                Target::State(s) => {
-                    r.state = s;
-                    next.push(r);
-                }
-                Target::Accept => {
-                    r.accepted = true;
-                    if select_all {
-                        completed.push(r)
-                    } else {
-                        next.push(r)
-                    }
-                }
-            }
-        };
-        for run in std::mem::take(&mut part.runs) {
-            if run.accepted {
-                next.push(run);
-                continue;
-            }
-            let st = &nfa.states[run.state as usize];
-            let ok = {
-                let b = RunBindings {
-                    history: &part.history,
-                    taken: &run.taken,
-                    current: cur,
-                };
-                nfa.vars[st.var as usize].condition.eval(&b).is_true()
-            };
-            if ok {
-                let mut taken = run.clone();
-                taken.taken.push((st.var, e.seq));
-                for &t in &st.next {
-                    push_target(&mut next, &mut completed, t, &taken);
-                }
-            }
-            let may_skip = match st.contiguity {
-                Contiguity::Strict => false,
-                Contiguity::Relaxed => !ok,
-                Contiguity::Any => true,
-            };
-            if may_skip {
-                next.push(run);
-            }
-        }
-        for &t in &nfa.start {
-            let Target::State(s) = t else { continue };
-            let st = &nfa.states[s as usize];
-            let ok = {
-                let b = RunBindings {
-                    history: &part.history,
-                    taken: &[],
-                    current: cur,
-                };
-                nfa.vars[st.var as usize].condition.eval(&b).is_true()
-            };
-            if ok {
-                let base = Run {
-                    state: s,
-                    accepted: false,
-                    start_seq: e.seq,
-                    start_ts: e.ts,
-                    taken: vec![(st.var, e.seq)],
-                };
-                for &t2 in &st.next {
-                    push_target(&mut next, &mut completed, t2, &base);
-                }
-            }
-        }
-        part.runs = next;
-
-        let mut reporter = Reporter {
-            rule: &self.rule,
-            rule_index: self.rule_index,
-            key,
-            out,
-            matches: &mut self.stats.matches,
-        };
-        if select_all {
-            let mut pending = completed;
-            while !pending.is_empty() {
-                let m = pending.remove(0);
-                if let Some(drop) = reporter.report(&part.history, &m) {
-                    part.runs.retain(|r| !drop.contains(&r.start_seq));
-                    pending.retain(|r| !drop.contains(&r.start_seq));
-                }
-            }
-        } else {
-            reporter.report_preferred(part);
-        }
+        ctx.step(part, e.seq, e.ts);
 
         let live = part.runs.len();
         if live > self.config.max_runs_per_key {
             // Evict the oldest partial matches; completed matches waiting for their turn stay.
             let mut excess = live - self.config.max_runs_per_key;
             part.runs.retain(|r| {
-                if excess > 0 && !r.accepted {
+                if excess > 0 && r.kind != RunKind::Accepted {
                     excess -= 1;
                     false
                 } else {
                     true
                 }
             });
-            self.stats.evictions += (live - part.runs.len()) as u64;
+            ctx.stats.evictions += (live - part.runs.len()) as u64;
+            // Evicting an earlier start may let later starts' matches through.
+            if ctx.rule.nfa.selection == Selection::First {
+                ctx.report_preferred(part);
+            }
         }
-        // Drop history no run can refer to any more.
-        let oldest = part
-            .runs
-            .iter()
-            .map(|r| r.start_seq)
-            .min()
-            .unwrap_or(u64::MAX);
-        while part.history.len() > self.keep_prev + 1
-            && part.history.front().is_some_and(|h| h.seq < oldest)
-        {
-            part.history.pop_front();
-        }
-        self.stats.live_runs = self.stats.live_runs.saturating_sub(before) + part.runs.len();
-        self.stats.peak_live_runs = self.stats.peak_live_runs.max(self.stats.live_runs);
+        prune_history(part, self.keep_prev);
+        arm(&self.rule, &mut self.timers, key, part);
+        self.account(before, key);
     }
 
-    /// Watermark `w`: every event with `ts <= w` has been given. Partial matches that can no longer
-    /// complete within `within` expire (timeouts, absences and pending preferred matches report),
-    /// also in partitions that receive no further events.
-    pub fn on_watermark(&mut self, _w: i64, _out: &mut Vec<Signal>) {}
+    /// Watermark `w`: every event with `ts <= w` has been given. Partial matches whose `within`
+    /// deadline is `<= w` expire, by deadline, then partition first appearance, then run order:
+    /// trailing absences complete, timeouts are emitted and pending preferred matches behind them
+    /// are reported, also in partitions that receive no further events.
+    pub fn on_watermark(&mut self, w: i64, out: &mut Vec<Signal>) {
+        while let Some(&Reverse((d, _, key))) = self.timers.peek() {
+            if d > w {
+                break;
+            }
+            self.timers.pop();
+            let Some(part) = self.partitions.get_mut(&key) else {
+                continue;
+            };
+            if part.timer != Some(d) {
+                continue; // superseded entry
+            }
+            part.timer = None;
+            let before = part.runs.len();
+            Ctx {
+                rule: &self.rule,
+                rule_index: self.rule_index,
+                key,
+                out,
+                stats: &mut self.stats,
+            }
+            .expire(part, d);
+            prune_history(part, self.keep_prev);
+            arm(&self.rule, &mut self.timers, key, part);
+            self.account(before, key);
+        }
+    }
 
-    /// Ends the stream: every partial match dies, and pending preferred matches whose better
-    /// alternatives were still running are reported, partitions in the order of their first event.
+    /// Ends the stream: the watermark `i64::MAX` (every `within` deadline fires), then every
+    /// remaining partial match dies and pending preferred matches are reported, partitions in the
+    /// order of their first event.
     pub fn finish(&mut self, out: &mut Vec<Signal>) {
+        self.on_watermark(i64::MAX, out);
         let mut keys: Vec<(u64, PartitionKey)> = self
             .partitions
             .iter()
             .map(|(k, p)| (p.first_seq, *k))
             .collect();
         keys.sort_unstable();
-        let keys = keys.into_iter().map(|(_, k)| k);
-        for key in keys {
+        for (_, key) in keys {
             let Some(part) = self.partitions.get_mut(&key) else {
                 continue;
             };
-            part.runs.retain(|r| r.accepted);
-            Reporter {
+            part.runs.retain(|r| r.kind == RunKind::Accepted);
+            Ctx {
                 rule: &self.rule,
                 rule_index: self.rule_index,
                 key,
                 out,
-                matches: &mut self.stats.matches,
+                stats: &mut self.stats,
             }
             .report_preferred(part);
             part.runs.clear();
         }
         self.stats.live_runs = 0;
     }
+
+    /// Updates the live-run counters after partition `key` went from `before` runs to its current.
+    fn account(&mut self, before: usize, key: PartitionKey) {
+        let after = self.partitions.get(&key).map_or(0, |p| p.runs.len());
+        self.stats.live_runs = self.stats.live_runs.saturating_sub(before) + after;
+        self.stats.peak_live_runs = self.stats.peak_live_runs.max(self.stats.live_runs);
+    }
+}
+
+/// `within` deadline of a run that started at `start_ts`.
+fn deadline(within: i64, start_ts: i64) -> i64 {
+    start_ts.saturating_add(within)
+}
+
+/// Puts the partition's earliest deadline in the timer heap unless an entry at or before it is
+/// already there (deadlines only grow within a partition, so one entry suffices).
+fn arm(
+    rule: &Rule,
+    timers: &mut BinaryHeap<Reverse<(i64, u64, PartitionKey)>>,
+    key: PartitionKey,
+    part: &mut Partition,
+) {
+    let Some(w) = rule.nfa.within else { return };
+    let Some(next) = part.runs.iter().map(|r| deadline(w, r.start_ts)).min() else {
+        return;
+    };
+    if part.timer.is_some_and(|t| t <= next) {
+        return;
+    }
+    part.timer = Some(next);
+    timers.push(Reverse((next, part.first_seq, key)));
+}
+
+/// Drops history no run (nor a `prev` from one of its events) can refer to any more.
+fn prune_history(part: &mut Partition, keep_prev: usize) {
+    let oldest = part
+        .runs
+        .iter()
+        .map(|r| r.start_seq)
+        .min()
+        .unwrap_or(u64::MAX);
+    let first_needed = part.history.partition_point(|h| h.seq < oldest);
+    let keep_from = first_needed
+        .saturating_sub(keep_prev)
+        .min(part.history.len().saturating_sub(keep_prev + 1));
+    part.history.drain(..keep_from);
 }
 
 /// Start sequence numbers whose runs the after-match strategy drops after match `m`.
@@ -374,81 +385,266 @@ fn skip_range(strategy: AfterMatch, m: &Run) -> Option<Range<u64>> {
     }
 }
 
-/// Turns completed matches of one partition into signals.
-struct Reporter<'a> {
+/// What processing one partition needs: the rule, where signals go, the counters.
+struct Ctx<'a> {
     rule: &'a Rule,
     rule_index: usize,
     key: PartitionKey,
     out: &'a mut Vec<Signal>,
-    matches: &'a mut u64,
+    stats: &'a mut MatcherStats,
 }
 
-impl Reporter<'_> {
+impl Ctx<'_> {
+    /// Whether the event at history index `cur` satisfies `var`'s condition for a run with `taken`.
+    fn satisfies(&self, part: &Partition, var: VarId, taken: &[(VarId, u64)], cur: usize) -> bool {
+        let b = RunBindings {
+            history: &part.history,
+            taken,
+            current: cur,
+        };
+        self.rule.nfa.vars[var as usize]
+            .condition
+            .eval(&b)
+            .is_true()
+    }
+
+    /// Whether skipping the event at `cur` violates one of the run's guards.
+    fn guard_hit(&self, part: &Partition, run: &Run, cur: usize) -> bool {
+        run.guards
+            .iter()
+            .any(|g| self.satisfies(part, g.var, &run.taken, cur))
+    }
+
+    /// Advances every run of the partition over its newest event, starts new runs, reports.
+    fn step(&mut self, part: &mut Partition, seq: u64, ts: i64) {
+        let nfa = &self.rule.nfa;
+        let cur = part.history.len() - 1;
+        let select_all = nfa.selection == Selection::All;
+        let mut next: Vec<Run> = Vec::with_capacity(part.runs.len() + 2);
+        let mut completed: Vec<Run> = Vec::new();
+        let follow = |next: &mut Vec<Run>, completed: &mut Vec<Run>, edge: &Edge, base: &Run| {
+            let mut r = base.clone();
+            r.guards.clone_from(&edge.guards);
+            match edge.target {
+                Target::State(s) => {
+                    r.state = s;
+                    r.kind = RunKind::Waiting;
+                    next.push(r);
+                }
+                Target::Accept if !edge.guards.is_empty() => {
+                    r.kind = RunKind::Absent;
+                    next.push(r);
+                }
+                Target::Accept => {
+                    r.kind = RunKind::Accepted;
+                    r.done_ts = ts;
+                    r.guards.clear();
+                    if select_all {
+                        completed.push(r);
+                    } else {
+                        next.push(r);
+                    }
+                }
+            }
+        };
+        for mut run in std::mem::take(&mut part.runs) {
+            match run.kind {
+                RunKind::Accepted => next.push(run),
+                RunKind::Absent => {
+                    if !self.guard_hit(part, &run, cur) {
+                        run.guards.retain(|g| !g.strict);
+                        next.push(run);
+                    }
+                }
+                RunKind::Waiting => {
+                    let st = &nfa.states[run.state as usize];
+                    let ok = self.satisfies(part, st.var, &run.taken, cur);
+                    if ok {
+                        let mut taken = run.clone();
+                        taken.taken.push((st.var, seq));
+                        for edge in &st.next {
+                            follow(&mut next, &mut completed, edge, &taken);
+                        }
+                    }
+                    let may_skip = match st.contiguity {
+                        Contiguity::Strict => false,
+                        Contiguity::Relaxed => !ok,
+                        Contiguity::Any => true,
+                    };
+                    if may_skip && !self.guard_hit(part, &run, cur) {
+                        run.guards.retain(|g| !g.strict);
+                        next.push(run);
+                    }
+                }
+            }
+        }
+        for &t in &nfa.start {
+            let Target::State(s) = t else { continue };
+            let st = &nfa.states[s as usize];
+            if self.satisfies(part, st.var, &[], cur) {
+                let base = Run {
+                    state: s,
+                    kind: RunKind::Waiting,
+                    guards: Vec::new(),
+                    start_seq: seq,
+                    start_ts: ts,
+                    done_ts: ts,
+                    taken: vec![(st.var, seq)],
+                };
+                for edge in &st.next {
+                    follow(&mut next, &mut completed, edge, &base);
+                }
+            }
+        }
+        part.runs = next;
+
+        if select_all {
+            let mut pending = completed;
+            while !pending.is_empty() {
+                let m = pending.remove(0);
+                if let Some(drop) = self.report(part, &m) {
+                    part.runs.retain(|r| !drop.contains(&r.start_seq));
+                    pending.retain(|r| !drop.contains(&r.start_seq));
+                }
+            }
+        } else {
+            self.report_preferred(part);
+        }
+    }
+
+    /// Expires every run whose `within` deadline is `<= upto`, start by start in order:
+    /// trailing absences complete (at the deadline), the rest time out.
+    fn expire(&mut self, part: &mut Partition, upto: i64) {
+        let Some(w) = self.rule.nfa.within else {
+            return;
+        };
+        let mut starts: Vec<u64> = part
+            .runs
+            .iter()
+            .filter(|r| deadline(w, r.start_ts) <= upto)
+            .map(|r| r.start_seq)
+            .collect();
+        starts.dedup();
+        for start in starts {
+            let Some(first) = part.runs.iter().position(|r| r.start_seq == start) else {
+                continue; // dropped by an earlier match's after-match strategy
+            };
+            let due = deadline(w, part.runs[first].start_ts);
+            if self.rule.nfa.selection == Selection::All {
+                // Absences complete first: their after-match strategy may drop runs that would
+                // otherwise time out.
+                while let Some(i) = part
+                    .runs
+                    .iter()
+                    .position(|r| r.start_seq == start && r.kind == RunKind::Absent)
+                {
+                    let mut m = part.runs.remove(i);
+                    m.done_ts = due;
+                    if let Some(drop) = self.report(part, &m) {
+                        part.runs.retain(|r| !drop.contains(&r.start_seq));
+                    }
+                }
+                let mut seen: Vec<Vec<(VarId, u64)>> = Vec::new();
+                let group: Vec<Run> = part
+                    .runs
+                    .iter()
+                    .filter(|r| r.start_seq == start)
+                    .cloned()
+                    .collect();
+                for r in group {
+                    if !seen.contains(&r.taken) {
+                        self.timeout(part, &r, due);
+                        seen.push(r.taken);
+                    }
+                }
+                part.runs.retain(|r| r.start_seq != start);
+            } else {
+                for r in part.runs.iter_mut().filter(|r| r.start_seq == start) {
+                    if r.kind == RunKind::Absent {
+                        r.kind = RunKind::Accepted;
+                        r.done_ts = due;
+                    }
+                }
+                let matched = part
+                    .runs
+                    .iter()
+                    .any(|r| r.start_seq == start && r.kind == RunKind::Accepted);
+                if !matched {
+                    let preferred = part.runs[first].clone();
+                    self.timeout(part, &preferred, due);
+                }
+                part.runs
+                    .retain(|r| r.start_seq != start || r.kind == RunKind::Accepted);
+                self.report_preferred(part);
+            }
+        }
+    }
+
     /// Reports `m`; returns the start range the after-match strategy drops.
-    fn report(&mut self, history: &VecDeque<StoredEvent>, m: &Run) -> Option<Range<u64>> {
-        self.out.push(make_signal(
-            self.rule,
-            self.rule_index,
-            self.key,
-            history,
-            m,
-        ));
-        *self.matches += 1;
+    fn report(&mut self, part: &Partition, m: &Run) -> Option<Range<u64>> {
+        let signal = self.signal(part, m, SignalKind::Match, &self.rule.emit, m.done_ts);
+        self.out.push(signal);
+        self.stats.matches += 1;
         skip_range(self.rule.nfa.after_match, m)
     }
 
-    /// Reports, per start event in ascending order, a completed match that no live run is
-    /// preferred to; drops the rest of that start's runs and applies the after-match strategy.
+    /// Emits the timeout signal of partial match `r`, if the rule has `on timeout emit`.
+    fn timeout(&mut self, part: &Partition, r: &Run, due: i64) {
+        let Some(spec) = &self.rule.timeout else {
+            return;
+        };
+        let signal = self.signal(part, r, SignalKind::Timeout, spec, due);
+        self.out.push(signal);
+        self.stats.timeouts += 1;
+    }
+
+    /// Reports, strictly in start order, each start's preferred completed match once no live
+    /// run is preferred to it; a start with a live preferred run holds back every later start.
+    /// Drops the rest of a reported start's runs and applies the after-match strategy.
     fn report_preferred(&mut self, part: &mut Partition) {
-        let mut i = 0;
-        while i < part.runs.len() {
-            let start = part.runs[i].start_seq;
-            if !part.runs[i].accepted {
-                // A preferred alternative is still running: skip this start's group.
-                while i < part.runs.len() && part.runs[i].start_seq == start {
-                    i += 1;
-                }
-                continue;
+        while let Some(first) = part.runs.first() {
+            if first.kind != RunKind::Accepted {
+                return;
             }
-            let m = part.runs.remove(i);
-            let drop = self.report(&part.history, &m);
+            let m = part.runs.remove(0);
+            let drop = self.report(part, &m);
             part.runs.retain(|r| {
-                r.start_seq != start && !drop.as_ref().is_some_and(|d| d.contains(&r.start_seq))
+                r.start_seq != m.start_seq
+                    && !drop.as_ref().is_some_and(|d| d.contains(&r.start_seq))
             });
-            // Removals may merge groups before `i`; rescan from the start.
-            i = 0;
         }
     }
-}
 
-fn make_signal(
-    rule: &Rule,
-    rule_index: usize,
-    key: PartitionKey,
-    history: &VecDeque<StoredEvent>,
-    m: &Run,
-) -> Signal {
-    let last_seq = m.taken.last().map_or(m.start_seq, |t| t.1);
-    let current = history
-        .binary_search_by_key(&last_seq, |e| e.seq)
-        .unwrap_or(history.len().saturating_sub(1));
-    let b = RunBindings {
-        history,
-        taken: &m.taken,
-        current,
-    };
-    let fields = rule
-        .emit
-        .fields
-        .iter()
-        .map(|f| f.expr.eval(&b))
-        .collect::<Vec<Value>>();
-    Signal {
-        kind: crate::signal::SignalKind::Match,
-        rule: rule_index,
-        ts: history.get(current).map_or(m.start_ts, |e| e.ts),
-        key,
-        seq: m.taken.iter().map(|t| t.1).collect(),
-        fields,
+    fn signal(
+        &self,
+        part: &Partition,
+        m: &Run,
+        kind: SignalKind,
+        spec: &EmitSpec,
+        ts: i64,
+    ) -> Signal {
+        let history = &part.history;
+        let last_seq = m.taken.last().map_or(m.start_seq, |t| t.1);
+        let current = history
+            .binary_search_by_key(&last_seq, |e| e.seq)
+            .unwrap_or(history.len().saturating_sub(1));
+        let b = RunBindings {
+            history,
+            taken: &m.taken,
+            current,
+        };
+        let fields = spec
+            .fields
+            .iter()
+            .map(|f| f.expr.eval(&b))
+            .collect::<Vec<Value>>();
+        Signal {
+            kind,
+            rule: self.rule_index,
+            ts,
+            key: self.key,
+            seq: m.taken.iter().map(|t| t.1).collect(),
+            fields,
+        }
     }
 }

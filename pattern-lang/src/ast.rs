@@ -92,31 +92,84 @@ pub struct RuleDecl {
     pub after_match: Option<(AfterMatch, Span)>,
     /// `emit NAME { ... }`.
     pub emit: Option<Emit>,
+    /// `on timeout emit NAME { ... }`: the signal for partial matches that `within` expires (its
+    /// span runs from `on` to the closing `}`).
+    pub timeout: Option<Emit>,
     /// From `rule` to the end of its last clause.
     pub span: Span,
 }
 
-/// A sequence pattern: `a b{2,} -> c ->> d?`.
+/// A pattern: one or more alternatives, most preferred first (`a -> b | c`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pattern {
+    /// Top-level alternatives separated by `|` (one for a plain sequence).
+    pub alternatives: Vec<Sequence>,
+    /// From the first element to the end of the last one.
+    pub span: Span,
+}
+
+/// A sequence of elements: `a b{2,} -> c ->> !x -> d?`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sequence {
     /// Elements in order (at least one).
     pub elements: Vec<Element>,
     /// From the first element to the end of the last one.
     pub span: Span,
 }
 
-/// One pattern variable with its quantifier.
+/// One element of a sequence with its quantifier.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Element {
-    /// The pattern variable.
-    pub var: Ident,
-    /// How many events the variable binds; `{1,1}` greedy when none is written.
+    /// A variable, a parenthesized group or a negation.
+    pub kind: ElementKind,
+    /// How many times the variable or group repeats; `{1,1}` greedy when none is written (and
+    /// always for a negation).
     pub quantifier: Quantifier,
-    /// Contiguity of the transition *into* this element, i.e. of the operator written before it
-    /// (juxtaposition = strict, `->` = relaxed, `->>` = any). The first element is `Strict`.
+    /// Contiguity of the operator written *before* this element (juxtaposition = strict, `->` =
+    /// relaxed, `->>` = any). A sequence's first element is `Strict`.
     pub contiguity: Contiguity,
-    /// From the variable to the end of its quantifier.
+    /// From the variable, `!` or `(` to the end of the quantifier.
     pub span: Span,
+}
+
+/// What a pattern element is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ElementKind {
+    /// A pattern variable.
+    Var(Ident),
+    /// `( alternative | ... )`: a group of alternatives, most preferred first.
+    Group(Vec<Sequence>),
+    /// `!x`: no event satisfying `x` (strict: right after the previous element; relaxed: before
+    /// the next element, or before `within` expires at the end of the pattern).
+    Not(Ident),
+}
+
+impl Element {
+    /// The variable this element takes or negates (`None` for a group).
+    pub fn var(&self) -> Option<&Ident> {
+        match &self.kind {
+            ElementKind::Var(v) | ElementKind::Not(v) => Some(v),
+            ElementKind::Group(_) => None,
+        }
+    }
+
+    /// True if the element can match without taking an event.
+    pub fn nullable(&self) -> bool {
+        match &self.kind {
+            ElementKind::Var(_) => self.quantifier.min == 0,
+            ElementKind::Not(_) => true,
+            ElementKind::Group(alts) => {
+                self.quantifier.min == 0 || alts.iter().any(Sequence::nullable)
+            }
+        }
+    }
+}
+
+impl Sequence {
+    /// True if the sequence can match without taking an event.
+    pub fn nullable(&self) -> bool {
+        self.elements.iter().all(Element::nullable)
+    }
 }
 
 /// `?`, `*`, `+`, `{n}`, `{n,}`, `{n,m}`, each optionally followed by `?` (reluctant).

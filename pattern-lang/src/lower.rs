@@ -278,6 +278,8 @@ struct RuleCtx<'a> {
     catalog: &'a Catalog,
     from: Vec<TypeId>,
     vars: Vec<String>,
+    /// Whether each variable is negated (`!x`): it binds nothing and cannot be referred to.
+    negated: Vec<bool>,
     /// Types each variable can bind.
     var_types: Vec<Vec<TypeId>>,
     partition: Vec<String>,
@@ -320,40 +322,46 @@ fn lower_rule(
         ));
     }
 
-    // pattern variables
+    // pattern variables, in order of appearance (negated ones included: their conditions guard)
+    let mut pattern_vars: Vec<(&ast::Ident, bool)> = Vec::new();
+    for alt in &r.pattern.alternatives {
+        collect_vars(alt, &mut pattern_vars);
+    }
     let mut vars: Vec<String> = Vec::new();
-    for e in &r.pattern.elements {
-        if vars.contains(&e.var.name) {
+    let mut negated: Vec<bool> = Vec::new();
+    for &(v, neg) in &pattern_vars {
+        if vars.contains(&v.name) {
             return Err(Diagnostic::new(
-                format!("variable `{}` appears twice in the pattern", e.var.name),
-                e.var.span,
+                format!("variable `{}` appears twice in the pattern", v.name),
+                v.span,
             )
             .with_help("give each occurrence its own name and define both"));
         }
-        if catalog.type_by_name(&e.var.name).is_some() {
+        if catalog.type_by_name(&v.name).is_some() {
             return Err(Diagnostic::new(
                 format!(
                     "pattern variable `{}` has the name of an event type",
-                    e.var.name
+                    v.name
                 ),
-                e.var.span,
+                v.span,
             )
             .with_help(format!(
                 "use a lower-case name and `define x as {}`",
-                e.var.name
+                v.name
             )));
         }
-        vars.push(e.var.name.clone());
+        vars.push(v.name.clone());
+        negated.push(neg);
     }
-    for e in &r.pattern.elements {
-        let undefined = !r.defines.iter().any(|d| d.var.name == e.var.name);
+    for &(v, _) in &pattern_vars {
+        let undefined = !r.defines.iter().any(|d| d.var.name == v.name);
         if let Some(kw) = CLAUSE_WORDS
             .iter()
-            .find(|k| undefined && similar(k, &e.var.name))
+            .find(|k| undefined && similar(k, &v.name))
         {
             return Err(Diagnostic::new(
-                format!("pattern variable `{}` is never defined; did you mean the clause `{kw}`?", e.var.name),
-                e.var.span,
+                format!("pattern variable `{}` is never defined; did you mean the clause `{kw}`?", v.name),
+                v.span,
             )
             .with_help("an undefined pattern variable matches any event; a misspelled clause keyword reads as one"));
         }
@@ -400,6 +408,7 @@ fn lower_rule(
         catalog,
         from: from.clone(),
         vars: vars.clone(),
+        negated: negated.clone(),
         var_types,
         partition: r.partition_by.iter().map(|i| i.name.clone()).collect(),
     };
@@ -421,28 +430,37 @@ fn lower_rule(
         };
         b.var(v, cond);
     }
-    let elems = &r.pattern.elements;
-    for (i, e) in elems.iter().enumerate() {
-        // The first element has no operator before it: its repetitions follow the operator after it.
-        let written = if i == 0 {
-            elems
-                .get(1)
-                .map_or(ast::Contiguity::Strict, |n| n.contiguity)
-        } else {
-            e.contiguity
-        };
-        let contiguity = match written {
-            ast::Contiguity::Strict => nfa::Contiguity::Strict,
-            ast::Contiguity::Relaxed => nfa::Contiguity::Relaxed,
-            ast::Contiguity::Any => nfa::Contiguity::Any,
-        };
-        let q = nfa::Quantifier {
-            min: e.quantifier.min,
-            max: e.quantifier.max,
-            greedy: e.quantifier.greedy,
-        };
-        b.element(i as VarId, q, contiguity);
+    // Trailing absences (`-> !x` with only optional elements after it) wait for `within`.
+    if r.within.is_none() {
+        for alt in &r.pattern.alternatives {
+            let last_not = alt
+                .elements
+                .iter()
+                .rposition(|e| matches!(e.kind, ast::ElementKind::Not(_)));
+            if let Some(i) = last_not
+                && alt.elements[i + 1..].iter().all(ast::Element::nullable)
+            {
+                let e = &alt.elements[i];
+                let name = e.var().map_or("", |v| v.name.as_str());
+                return Err(Diagnostic::new(
+                    format!("the absence `!{name}` at the end of the pattern needs `within`"),
+                    e.span,
+                )
+                .with_help(format!(
+                    "add e.g. `within 15m`: the match completes when that much time has passed after its first event with no `{name}`"
+                )));
+            }
+        }
     }
+    if let Some(t) = &r.timeout
+        && r.within.is_none()
+    {
+        return Err(Diagnostic::new(
+            "`on timeout emit` needs `within`: partial matches time out when `within` expires",
+            t.span,
+        ));
+    }
+    b.pattern(pattern_node(&r.pattern.alternatives, &vars));
     if let Some((ns, span)) = r.within {
         if ns <= 0 {
             return Err(Diagnostic::new("`within` must be positive", span));
@@ -456,15 +474,7 @@ fn lower_rule(
         });
     }
     if let Some((a, _)) = &r.after_match {
-        let var = |id: &ast::Ident| {
-            vars.iter()
-                .position(|v| *v == id.name)
-                .map(|i| i as VarId)
-                .ok_or_else(|| {
-                    Diagnostic::new(format!("`{}` is not a pattern variable", id.name), id.span)
-                        .with_help(format!("pattern variables: {}", vars.join(", ")))
-                })
-        };
+        let var = |id: &ast::Ident| var_id(&ctx, &id.name, id.span);
         b.after_match(match a {
             ast::AfterMatch::NoSkip => nfa::AfterMatch::NoSkip,
             ast::AfterMatch::ToNext => nfa::AfterMatch::ToNext,
@@ -482,46 +492,11 @@ fn lower_rule(
             signal: r.name.name.clone(),
             fields: Vec::new(),
         },
-        Some(em) => {
-            let last_types = ctx.var_types.last().cloned().unwrap_or_default();
-            let mut current = from.clone();
-            current.retain(|t| last_types.contains(t));
-            let mut fields = Vec::new();
-            for f in &em.fields {
-                if fields.iter().any(|x: &EmitField| x.name == f.name.name) {
-                    return Err(Diagnostic::new(
-                        format!("emit field `{}` appears twice", f.name.name),
-                        f.name.span,
-                    ));
-                }
-                let ec = ExprCtx {
-                    place: Place::Emit,
-                    current: &current,
-                    agg_var: None,
-                };
-                let (expr, ty) = lower_expr(&ctx, &ec, &f.value, symbols)?;
-                let ty = match ty {
-                    Ty::Sym => Some(FieldType::Sym),
-                    Ty::Enum(e) => Some(FieldType::Enum(e)),
-                    Ty::Str(_) => {
-                        return Err(Diagnostic::new(
-                            "a string literal cannot be emitted on its own",
-                            f.value.span,
-                        ));
-                    }
-                    _ => None,
-                };
-                fields.push(EmitField {
-                    name: f.name.name.clone(),
-                    expr,
-                    ty,
-                });
-            }
-            EmitSpec {
-                signal: em.signal.name.clone(),
-                fields,
-            }
-        }
+        Some(em) => lower_emit(&ctx, em, symbols)?,
+    };
+    let timeout = match &r.timeout {
+        None => None,
+        Some(em) => Some(lower_emit(&ctx, em, symbols)?),
     };
     Ok(Rule {
         name: r.name.name.clone(),
@@ -529,8 +504,111 @@ fn lower_rule(
         partition_by,
         nfa,
         emit,
-        timeout: None,
+        timeout,
     })
+}
+
+/// Lowers an `emit` or `on timeout emit` clause. Fields are evaluated with the last bound event
+/// as the current event; a variable with no events gives Null (aggregates: see `count`, `sum`).
+fn lower_emit(
+    ctx: &RuleCtx<'_>,
+    em: &ast::Emit,
+    symbols: &mut SymbolTable,
+) -> Result<EmitSpec, Diagnostic> {
+    let mut fields: Vec<EmitField> = Vec::new();
+    for f in &em.fields {
+        if fields.iter().any(|x| x.name == f.name.name) {
+            return Err(Diagnostic::new(
+                format!("emit field `{}` appears twice", f.name.name),
+                f.name.span,
+            ));
+        }
+        let ec = ExprCtx {
+            place: Place::Emit,
+            current: &ctx.from,
+            agg_var: None,
+        };
+        let (expr, ty) = lower_expr(ctx, &ec, &f.value, symbols)?;
+        let ty = match ty {
+            Ty::Sym => Some(FieldType::Sym),
+            Ty::Enum(e) => Some(FieldType::Enum(e)),
+            Ty::Str(_) => {
+                return Err(Diagnostic::new(
+                    "a string literal cannot be emitted on its own",
+                    f.value.span,
+                ));
+            }
+            _ => None,
+        };
+        fields.push(EmitField {
+            name: f.name.name.clone(),
+            expr,
+            ty,
+        });
+    }
+    Ok(EmitSpec {
+        signal: em.signal.name.clone(),
+        fields,
+    })
+}
+
+/// The variables of a sequence in order of appearance, with whether each is negated.
+fn collect_vars<'a>(seq: &'a ast::Sequence, out: &mut Vec<(&'a ast::Ident, bool)>) {
+    for e in &seq.elements {
+        match &e.kind {
+            ast::ElementKind::Var(v) => out.push((v, false)),
+            ast::ElementKind::Not(v) => out.push((v, true)),
+            ast::ElementKind::Group(alts) => alts.iter().for_each(|a| collect_vars(a, out)),
+        }
+    }
+}
+
+fn contiguity(c: ast::Contiguity) -> nfa::Contiguity {
+    match c {
+        ast::Contiguity::Strict => nfa::Contiguity::Strict,
+        ast::Contiguity::Relaxed => nfa::Contiguity::Relaxed,
+        ast::Contiguity::Any => nfa::Contiguity::Any,
+    }
+}
+
+fn quantifier(q: &ast::Quantifier) -> nfa::Quantifier {
+    nfa::Quantifier {
+        min: q.min,
+        max: q.max,
+        greedy: q.greedy,
+    }
+}
+
+/// The automaton builder's pattern tree for a list of alternatives (variables by position in
+/// `vars`, which holds every pattern variable).
+fn pattern_node(alts: &[ast::Sequence], vars: &[String]) -> nfa::PatternNode {
+    // `vars` was collected from these very elements, so the lookup always succeeds.
+    let var = |v: &ast::Ident| vars.iter().position(|n| *n == v.name).unwrap_or(0) as VarId;
+    let seq = |s: &ast::Sequence| {
+        nfa::PatternNode::Seq(
+            s.elements
+                .iter()
+                .map(|e| nfa::Step {
+                    op: contiguity(e.contiguity),
+                    node: match &e.kind {
+                        ast::ElementKind::Var(v) => nfa::PatternNode::Var {
+                            var: var(v),
+                            quantifier: quantifier(&e.quantifier),
+                        },
+                        ast::ElementKind::Not(v) => nfa::PatternNode::Not(var(v)),
+                        ast::ElementKind::Group(inner) => nfa::PatternNode::Group {
+                            body: Box::new(pattern_node(inner, vars)),
+                            quantifier: quantifier(&e.quantifier),
+                        },
+                    },
+                })
+                .collect(),
+        )
+    };
+    match alts {
+        [one] => seq(one),
+        _ => nfa::PatternNode::Alt(alts.iter().map(seq).collect()),
+    }
 }
 
 fn unknown_type(catalog: &Catalog, t: &ast::Ident) -> Diagnostic {
@@ -885,14 +963,20 @@ fn text_of(e: &ast::Expr) -> String {
 }
 
 fn var_id(ctx: &RuleCtx<'_>, name: &str, span: Span) -> Result<VarId, Diagnostic> {
-    ctx.vars
-        .iter()
-        .position(|v| v == name)
-        .map(|i| i as VarId)
-        .ok_or_else(|| {
-            Diagnostic::new(format!("`{name}` is not a pattern variable"), span)
-                .with_help(format!("pattern variables: {}", ctx.vars.join(", ")))
-        })
+    let i = ctx.vars.iter().position(|v| v == name).ok_or_else(|| {
+        Diagnostic::new(format!("`{name}` is not a pattern variable"), span)
+            .with_help(format!("pattern variables: {}", ctx.vars.join(", ")))
+    })?;
+    if ctx.negated.get(i).copied().unwrap_or(false) {
+        return Err(Diagnostic::new(
+            format!("`{name}` is negated (`!{name}`) and binds no events"),
+            span,
+        )
+        .with_help(
+            "a negated variable appears only in the pattern, with its condition in `define`",
+        ));
+    }
+    Ok(i as VarId)
 }
 
 fn lower_name(

@@ -26,9 +26,9 @@ use nom::{
 };
 
 use crate::ast::{
-    AfterMatch, BinaryOp, Contiguity, Define, Element, Emit, EmitField, EnumDecl, EventDecl, Expr,
-    ExprKind, FieldDecl, File, Ident, InRhs, Item, Pattern, Quantifier, RuleDecl, Selection,
-    UnaryOp,
+    AfterMatch, BinaryOp, Contiguity, Define, Element, ElementKind, Emit, EmitField, EnumDecl,
+    EventDecl, Expr, ExprKind, FieldDecl, File, Ident, InRhs, Item, Pattern, Quantifier, RuleDecl,
+    Selection, Sequence, UnaryOp,
 };
 use crate::ast::{Duration, QueryDecl, Window, WindowKind};
 use crate::diag::{Diagnostic, Span};
@@ -217,6 +217,8 @@ fn punct(i: &str) -> LexResult<'_, &'static str> {
             value(":", char(':')),
             value(".", char('.')),
             value("?", char('?')),
+            value("|", char('|')),
+            value("!", char('!')),
             value("*", char('*')),
             value("+", char('+')),
             value("-", char('-')),
@@ -660,9 +662,13 @@ impl<'s> Parser<'s> {
         let mut select = None;
         let mut after_match = None;
         let mut emit = None;
+        let mut timeout = None;
         let mut last_clause = None;
 
-        while let Some(clause) = self.word().filter(|w| CLAUSE_KEYWORDS.contains(w)) {
+        while let Some(clause) = self
+            .word()
+            .filter(|w| CLAUSE_KEYWORDS.contains(w) || self.at_timeout_clause())
+        {
             let clause_span = self.tok().span;
             let seen = match clause {
                 "from" => from.is_some(),
@@ -672,11 +678,16 @@ impl<'s> Parser<'s> {
                 "within" => within.is_some(),
                 "select" => select.is_some(),
                 "after" => after_match.is_some(),
+                "on" => timeout.is_some(),
                 _ => emit.is_some(),
             };
             if seen {
                 return Err(Diagnostic::new(
-                    format!("duplicate `{clause}` clause in rule `{}`", name.name),
+                    format!(
+                        "duplicate `{}` clause in rule `{}`",
+                        if clause == "on" { "on timeout" } else { clause },
+                        name.name
+                    ),
                     clause_span,
                 )
                 .with_help("each clause may appear at most once per rule"));
@@ -693,6 +704,11 @@ impl<'s> Parser<'s> {
                 "within" => within = Some(self.within()?),
                 "select" => select = Some(self.select()?),
                 "after" => after_match = Some(self.after_match()?),
+                "on" => {
+                    self.bump(); // `timeout`, checked by `at_timeout_clause`
+                    self.expect_word("emit", "`emit` after `on timeout`")?;
+                    timeout = Some(self.emit(clause_span)?);
+                }
                 _ => emit = Some(self.emit(clause_span)?),
             }
             last_clause = Some(clause);
@@ -729,6 +745,7 @@ impl<'s> Parser<'s> {
             select,
             after_match,
             emit,
+            timeout,
             span: kw.to(Span::new(self.prev_end, self.prev_end)),
         })
     }
@@ -855,30 +872,67 @@ impl<'s> Parser<'s> {
 
     // ----- patterns -----
 
+    /// `on timeout` starts the timeout clause (`on` is not reserved: only this pair is a clause).
+    fn at_timeout_clause(&self) -> bool {
+        self.is_word("on") && self.word_at(1) == Some("timeout")
+    }
+
+    /// Whether the current token ends a pattern (a clause or item keyword, or the input's end).
+    fn at_pattern_end(&self) -> bool {
+        self.at_eof()
+            || self.at_timeout_clause()
+            || self
+                .word()
+                .is_some_and(|w| CLAUSE_KEYWORDS.contains(&w) || ITEM_KEYWORDS.contains(&w))
+    }
+
     fn pattern(&mut self) -> PResult<Pattern> {
-        let mut elements = vec![self.element(Contiguity::Strict, " after `pattern`")?];
+        let alternatives = self.alternatives(true, " after `pattern`")?;
+        let span = match (alternatives.first(), alternatives.last()) {
+            (Some(f), Some(l)) => f.span.to(l.span),
+            _ => Span::default(),
+        };
+        Ok(Pattern { alternatives, span })
+    }
+
+    /// `sequence ("|" sequence)*`; `top` is false inside parentheses.
+    fn alternatives(&mut self, top: bool, context: &str) -> PResult<Vec<Sequence>> {
+        let mut alts = vec![self.sequence(top, context)?];
+        while self.eat_punct("|").is_some() {
+            alts.push(self.sequence(top, " after `|`")?);
+        }
+        Ok(alts)
+    }
+
+    fn sequence(&mut self, top: bool, context: &str) -> PResult<Sequence> {
+        let mut elements = vec![self.element(Contiguity::Strict, context)?];
         loop {
             let (contiguity, context) = if self.eat_punct("->>").is_some() {
                 (Contiguity::Any, " after `->>`")
             } else if self.eat_punct("->").is_some() {
                 (Contiguity::Relaxed, " after `->`")
-            } else if self.at_name() {
-                (Contiguity::Strict, "")
-            } else if self.at_eof()
-                || self
-                    .word()
-                    .is_some_and(|w| CLAUSE_KEYWORDS.contains(&w) || ITEM_KEYWORDS.contains(&w))
+            } else if self.at_punct("|")
+                || (!top && self.at_punct(")"))
+                || (top && self.at_pattern_end())
             {
                 break;
+            } else if self.at_name() || self.at_punct("!") || self.at_punct("(") {
+                (Contiguity::Strict, "")
             } else {
-                let mut d = self.expected(
-                    "`->`, `->>`, a pattern variable, or a clause keyword (define, within, select, after, emit)",
-                );
+                let what = if top {
+                    "`->`, `->>`, `|`, a pattern element, or a clause keyword (define, within, select, after, emit)"
+                } else {
+                    "`->`, `->>`, `|`, a pattern element, or `)`"
+                };
+                let mut d = self.expected(what);
                 // A misspelled clause keyword right after the pattern reads as a strictly
                 // contiguous pattern variable; point that out.
                 let misspelled = elements.iter().skip(1).find_map(|e| {
-                    let s = suggest(&e.var.name, CLAUSE_KEYWORDS)?;
-                    (e.contiguity == Contiguity::Strict).then_some((e.var.name.as_str(), s))
+                    let ElementKind::Var(v) = &e.kind else {
+                        return None;
+                    };
+                    let s = suggest(&v.name, CLAUSE_KEYWORDS)?;
+                    (e.contiguity == Contiguity::Strict).then_some((v.name.as_str(), s))
                 });
                 if let Some((word, keyword)) = misspelled {
                     d = d.with_help(format!(
@@ -889,19 +943,93 @@ impl<'s> Parser<'s> {
             };
             elements.push(self.element(contiguity, context)?);
         }
+        // Negations: only in a top-level sequence, never first, never strict at the end.
+        for (i, e) in elements.iter().enumerate() {
+            let ElementKind::Not(v) = &e.kind else {
+                continue;
+            };
+            if !top {
+                return Err(Diagnostic::new(
+                    format!("negation `!{}` inside parentheses", v.name),
+                    e.span,
+                )
+                .with_help("a negation is an element of the top-level sequence only"));
+            }
+            if i == 0 {
+                return Err(Diagnostic::new(
+                    format!("a pattern cannot start with the negation `!{}`", v.name),
+                    e.span,
+                )
+                .with_help("a negation says what must not happen after an earlier element, e.g. `a -> !x -> b`"));
+            }
+            if i + 1 == elements.len() && e.contiguity == Contiguity::Strict {
+                return Err(Diagnostic::new(
+                    format!(
+                        "a pattern cannot end with the strict negation `!{}`",
+                        v.name
+                    ),
+                    e.span,
+                )
+                .with_help(format!(
+                    "for \"no `{}` before `within` expires\", write `-> !{}` and add `within`",
+                    v.name, v.name
+                )));
+            }
+        }
         let span = match (elements.first(), elements.last()) {
             (Some(f), Some(l)) => f.span.to(l.span),
             _ => Span::default(),
         };
-        Ok(Pattern { elements, span })
+        Ok(Sequence { elements, span })
     }
 
     fn element(&mut self, contiguity: Contiguity, context: &str) -> PResult<Element> {
+        if let Some(bang) = self.eat_punct("!") {
+            let var = self.expect_name("a pattern variable", " after `!`")?;
+            let span = bang.to(var.span);
+            if self.at_punct("?") || self.at_punct("*") || self.at_punct("+") || self.at_punct("{")
+            {
+                return Err(Diagnostic::new(
+                    format!("the negation `!{}` cannot have a quantifier", var.name),
+                    self.tok().span,
+                )
+                .with_help("a negation takes no events; quantify a group or variable instead"));
+            }
+            return Ok(Element {
+                kind: ElementKind::Not(var),
+                quantifier: Quantifier::one(span.end),
+                contiguity,
+                span,
+            });
+        }
+        if let Some(open) = self.eat_punct("(") {
+            if self.at_punct(")") {
+                return Err(self.expected("a pattern element inside `( )`"));
+            }
+            let alts = self.alternatives(false, " after `(`")?;
+            let close = self.expect_punct(")", "`)` to close the group")?;
+            let quantifier = self.quantifier(close.end)?;
+            let span = open.to(quantifier.span);
+            let once = quantifier.min == 1 && quantifier.max == Some(1);
+            if !once && alts.iter().any(Sequence::nullable) {
+                return Err(Diagnostic::new(
+                    "this quantified group can match no events",
+                    span,
+                )
+                .with_help("every repetition of a group must take an event: make an element inside it mandatory"));
+            }
+            return Ok(Element {
+                kind: ElementKind::Group(alts),
+                quantifier,
+                contiguity,
+                span,
+            });
+        }
         let var = self.expect_name("a pattern variable", context)?;
         let quantifier = self.quantifier(var.span.end)?;
         Ok(Element {
             span: var.span.to(quantifier.span),
-            var,
+            kind: ElementKind::Var(var),
             quantifier,
             contiguity,
         })
@@ -1501,13 +1629,12 @@ mod tests {
     }
 
     fn quants(src: &str) -> Vec<(String, u32, Option<u32>, bool)> {
-        rule(src)
-            .pattern
+        rule(src).pattern.alternatives[0]
             .elements
             .iter()
             .map(|e| {
                 let q = e.quantifier;
-                (e.var.name.clone(), q.min, q.max, q.greedy)
+                (e.var().unwrap().name.clone(), q.min, q.max, q.greedy)
             })
             .collect()
     }
@@ -1568,11 +1695,11 @@ mod tests {
     fn quantifier_and_element_spans() {
         let src = "rule r pattern big{2, 5}? -> c";
         let r = rule(src);
-        let big = &r.pattern.elements[0];
-        assert_eq!(text(src, big.var.span), "big");
+        let big = &r.pattern.alternatives[0].elements[0];
+        assert_eq!(text(src, big.var().unwrap().span), "big");
         assert_eq!(text(src, big.quantifier.span), "{2, 5}?");
         assert_eq!(text(src, big.span), "big{2, 5}?");
-        let c = &r.pattern.elements[1];
+        let c = &r.pattern.alternatives[0].elements[1];
         assert!(c.quantifier.span.is_empty());
         assert_eq!(c.quantifier.span.start, src.len());
         assert_eq!(text(src, r.pattern.span), "big{2, 5}? -> c");
@@ -1581,11 +1708,10 @@ mod tests {
     #[test]
     fn contiguities() {
         let r = rule("rule r pattern a b -> c ->> d e+->f");
-        let got: Vec<_> = r
-            .pattern
+        let got: Vec<_> = r.pattern.alternatives[0]
             .elements
             .iter()
-            .map(|e| (e.var.name.as_str(), e.contiguity))
+            .map(|e| (e.var().unwrap().name.as_str(), e.contiguity))
             .collect();
         assert_eq!(
             got,

@@ -36,7 +36,7 @@ const CASES: &[(&str, &str, &str, usize, usize)] = &[
     (
         "unknown clause word after pattern",
         "rule r\n  pattern a -> b\n  defines b as x > 1",
-        "expected `->`, `->>`, a pattern variable, or a clause keyword (define, within, select, after, emit)",
+        "expected `->`, `->>`, `|`, a pattern element, or a clause keyword (define, within, select, after, emit)",
         3,
         13,
     ),
@@ -331,7 +331,7 @@ fn full_example() {
     assert_eq!(from, ["Order", "Cancel", "Trade"]);
     assert_eq!(rule.partition_by[0].name, "account");
 
-    let els = &rule.pattern.elements;
+    let els = &rule.pattern.alternatives[0].elements;
     assert_eq!(els.len(), 3);
     assert_eq!(
         (

@@ -152,6 +152,7 @@ fn lower_query(
         vars: Vec::new(),
         var_types: Vec::new(),
         partition: Vec::new(),
+        negated: Vec::new(),
     };
 
     let filter = match &q.filter {
