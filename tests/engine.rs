@@ -16,6 +16,7 @@ fn run_cap_evicts_oldest_and_counts() -> Result<()> {
         matcher: MatcherConfig {
             max_runs_per_key: 3,
         },
+        ..EngineConfig::default()
     };
     let mut engine = Engine::build("cap.cep", RULES, None, Default::default(), config)?;
     let mut signals = Vec::new();
