@@ -336,7 +336,7 @@ pub fn replay_with_late(
         return Err(ReplayError::Output(e));
     }
     out.out.flush().map_err(ReplayError::Output)?;
-    if let Some(w) = late.as_deref_mut() {
+    if let Some(w) = late {
         w.flush().map_err(ReplayError::LateOutput)?;
     }
     let (score, signal_count) = (out.score, out.count);
