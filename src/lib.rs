@@ -768,3 +768,274 @@ impl LabelScore {
         (recall, precision, total)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The engine's dataflow with hand-built window operators standing in for compiled queries.
+
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use cep_core::rule::EmitField;
+
+    /// A tumbling count window: one derived event `{ n }` at each window end.
+    #[derive(Debug)]
+    struct Tumbling {
+        name: &'static str,
+        reads: TypeId,
+        output: TypeId,
+        size: i64,
+        counts: BTreeMap<i64, i64>,
+        watermark: i64,
+        stats: QueryStats,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Tumbling {
+        fn boxed(
+            name: &'static str,
+            reads: TypeId,
+            output: TypeId,
+            size_s: i64,
+            log: &Arc<Mutex<Vec<String>>>,
+        ) -> Box<dyn WindowOperator> {
+            Box::new(Self {
+                name,
+                reads,
+                output,
+                size: size_s * 1_000_000_000,
+                counts: BTreeMap::new(),
+                watermark: i64::MIN,
+                stats: QueryStats::default(),
+                log: Arc::clone(log),
+            })
+        }
+
+        fn note(&self, s: String) {
+            self.log.lock().expect("test log").push(s);
+        }
+    }
+
+    impl WindowOperator for Tumbling {
+        fn reads(&self, type_id: TypeId) -> bool {
+            type_id == self.reads
+        }
+        fn on_event(&mut self, e: EventView<'_>) {
+            assert!(
+                e.ts > self.watermark,
+                "{}: event at {} after watermark {}",
+                self.name,
+                e.ts,
+                self.watermark
+            );
+            self.stats.events += 1;
+            *self
+                .counts
+                .entry(e.ts.div_euclid(self.size) * self.size)
+                .or_default() += 1;
+            self.note(format!(
+                "{} event {}@{}s",
+                self.name,
+                e.seq,
+                e.ts / 1_000_000_000
+            ));
+        }
+        fn on_watermark(&mut self, w: i64, out: &mut Vec<Event>) {
+            assert!(
+                w > self.watermark,
+                "{}: watermark went from {} to {w}",
+                self.name,
+                self.watermark
+            );
+            self.watermark = w;
+            while let Some((&start, &n)) = self.counts.first_key_value() {
+                if w < start + self.size - 1 {
+                    break;
+                }
+                self.counts.remove(&start);
+                self.stats.emitted += 1;
+                out.push(Event {
+                    seq: 0,
+                    ts: start + self.size,
+                    type_id: self.output,
+                    label: Label::default(),
+                    slots: vec![n as u64],
+                });
+            }
+        }
+        fn stats(&self) -> QueryStats {
+            self.stats
+        }
+    }
+
+    const DECLS: &str = "
+event A { v: i64 }
+event B { v: i64 }
+event Bar { n: i64 }
+event Baz { n: i64 }
+";
+
+    fn engine(
+        rules: &str,
+        queries: impl FnOnce(&Catalog) -> Vec<Box<dyn WindowOperator>>,
+    ) -> Engine {
+        let mut symbols = SymbolTable::new();
+        let src = format!("{DECLS}{rules}");
+        let program = pattern_lang::compile(&src, None, &mut symbols).expect("test rules compile");
+        let qs = queries(&program.catalog);
+        Engine::assemble(program, symbols, EngineConfig::default(), qs).expect("engine")
+    }
+
+    fn ty(c: &Catalog, name: &str) -> TypeId {
+        c.type_by_name(name).expect("declared type")
+    }
+
+    fn s(n: i64) -> i64 {
+        n * 1_000_000_000
+    }
+
+    #[test]
+    fn derived_events_reach_rules_in_time_order_across_queries() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut e = engine(
+            "rule pairs from Bar pattern x y define x as Bar, y as Bar select all after match no skip
+             emit pair { first: x.n, second: y.n }",
+            |c| {
+                vec![
+                    Tumbling::boxed("q10", ty(c, "A"), ty(c, "Bar"), 10, &log),
+                    Tumbling::boxed("q4", ty(c, "B"), ty(c, "Bar"), 4, &log),
+                ]
+            },
+        );
+        let mut got = Vec::new();
+        let mut fields = Vec::new();
+        for (t, at) in [("A", 1), ("B", 2), ("A", 3), ("B", 5), ("A", 12), ("B", 13)] {
+            let ev = e.event(t, s(at), &[]).expect("event");
+            let adm = e.push(&ev, |sig| {
+                got.push(sig.raw.seq.clone());
+                fields.push(sig.to_json()["fields"].clone());
+            });
+            assert_eq!(adm, Admission::Delivered);
+        }
+        e.finish(|sig| got.push(sig.raw.seq.clone()));
+        // Derived: 0 = q4 [0,4s) at 4s; at the watermark before 12s, 1 = q10 [0,10s) at 10s and
+        // 2 = q4 [4s,8s) at 8s (emission order follows query order, delivery follows time);
+        // at the end 3 = q10 at 20s, 4 = q4 at 16s.
+        assert_eq!(got, vec![vec![0, 2], vec![2, 1], vec![1, 4], vec![4, 3]]);
+        assert_eq!(fields[0], json!({"first": 1, "second": 1}));
+        assert_eq!(e.derived_events(), 5);
+        assert_eq!(e.engine_stats().derived_events, 5);
+        let qs = e.query_stats();
+        assert_eq!((qs[0].events, qs[0].emitted), (3, 2));
+        assert_eq!((qs[1].events, qs[1].emitted), (3, 3));
+        assert_eq!(e.watermark(), i64::MAX);
+    }
+
+    #[test]
+    fn a_query_reading_a_query_gets_each_derived_event_before_the_watermark_passes_it() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut e = engine(
+            "rule big from Baz pattern x define x as Baz select all emit big { n: x.n }",
+            |c| {
+                vec![
+                    Tumbling::boxed("bars", ty(c, "A"), ty(c, "Bar"), 10, &log),
+                    Tumbling::boxed("bazs", ty(c, "Bar"), ty(c, "Baz"), 20, &log),
+                ]
+            },
+        );
+        let mut got = Vec::new();
+        for at in [1, 11, 25] {
+            let ev = e.event("A", s(at), &[]).expect("event");
+            e.push(&ev, |sig| {
+                got.push((sig.raw.seq.clone(), sig.to_json()["fields"]["n"].clone()))
+            });
+        }
+        e.finish(|sig| got.push((sig.raw.seq.clone(), sig.to_json()["fields"]["n"].clone())));
+        // bars: 0 @10s, 1 @20s, 3 @30s; bazs: [0,20s) closes before bar 1 (at 20s) arrives -> 2
+        // with n = 1; [20s,40s) at the end -> 4 with n = 2.
+        assert_eq!(got, vec![(vec![2], json!(1)), (vec![4], json!(2))]);
+        // Each operator checks that no event comes at or below its watermark; the order of what
+        // `bazs` read is the order of time.
+        let log = log.lock().expect("test log").clone();
+        let pos = |s: &str| {
+            log.iter()
+                .position(|l| l == s)
+                .unwrap_or_else(|| panic!("{s} in {log:?}"))
+        };
+        assert!(pos("bazs event 0@10s") < pos("bazs event 1@20s"));
+    }
+
+    #[test]
+    fn operators_wait_for_the_watermark_under_a_delay() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut e = engine(
+            "rule r from Bar pattern x define x as Bar select all",
+            |c| vec![Tumbling::boxed("q", ty(c, "A"), ty(c, "Bar"), 10, &log)],
+        );
+        e.sequencer = Sequencer::new(&TimeConfig {
+            max_delay: s(5),
+            ..TimeConfig::default()
+        })
+        .expect("config");
+        let mut got = Vec::new();
+        for at in [3, 1, 12, 9, 16] {
+            let ev = e.event("A", s(at), &[]).expect("event");
+            let adm = e.push(&ev, |sig| got.push(sig.raw.seq.clone()));
+            assert_eq!(adm, Admission::Buffered, "A@{at}s");
+        }
+        // W = 16s - 5s - 1ns: [0,10s) holds 1s, 3s, 9s and closes; 12s is still buffered.
+        assert_eq!(got, vec![vec![0]]);
+        assert_eq!(e.query_stats()[0].events, 3);
+        let late = e.event("A", s(2), &[]).expect("event");
+        assert_eq!(e.push(&late, |_| {}), Admission::Late);
+        e.finish(|sig| got.push(sig.raw.seq.clone()));
+        assert_eq!(got, vec![vec![0], vec![1]]);
+        let st = e.engine_stats().time;
+        assert_eq!((st.late, st.reordered, st.max_buffered), (1, 2, 3));
+    }
+
+    #[test]
+    fn timeout_signals_render_with_the_timeout_spec() {
+        let mut e = engine(
+            "event Order { k: sym }
+             rule r from Order partition by k pattern o define o as Order emit placed { k }",
+            |_| Vec::new(),
+        );
+        let rule = &mut e.program.rules[0];
+        rule.timeout = Some(EmitSpec {
+            signal: "unpaid".into(),
+            fields: vec![
+                EmitField {
+                    name: "who".into(),
+                    expr: rule.emit.fields[0].expr.clone(),
+                    ty: rule.emit.fields[0].ty,
+                },
+                EmitField {
+                    name: "paid".into(),
+                    expr: rule.emit.fields[0].expr.clone(),
+                    ty: None,
+                },
+            ],
+        });
+        let ev = e
+            .event("Order", 5, &[("k", FieldValue::Str("acct7"))])
+            .expect("event");
+        let mut placed = None;
+        e.push(&ev, |sig| placed = Some(sig.raw.clone()));
+        let mut raw = placed.expect("a match signal");
+        let sym = raw.fields[0];
+        raw.kind = SignalKind::Timeout;
+        raw.fields = vec![sym, Value::Null];
+        let sig = Signal {
+            engine: &e,
+            raw: &raw,
+        };
+        assert_eq!(sig.signal(), "unpaid");
+        let j = sig.to_json();
+        assert_eq!(j["signal"], "unpaid");
+        assert_eq!(j["rule"], "r");
+        assert_eq!(j["key"], "acct7");
+        assert_eq!(j["fields"], json!({"who": "acct7", "paid": null}));
+    }
+}
