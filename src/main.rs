@@ -74,10 +74,14 @@ struct ReplayArgs {
     /// Bounded out-of-orderness: events may arrive up to DUR behind the latest one and are put
     /// back in time order (e.g. 500ms, 2s). `TYPE=DUR` makes TYPE a source with its own bound;
     /// repeatable. Default 0: the tape is in time order.
-    #[arg(long = "max-delay", value_name = "[TYPE=]DUR")]
+    #[arg(
+        long = "max-delay",
+        value_name = "[TYPE=]DUR",
+        allow_hyphen_values = true
+    )]
     max_delay: Vec<String>,
     /// Allowed lateness: events up to DUR behind the watermark are still matched.
-    #[arg(long, value_name = "DUR")]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
     allowed_lateness: Option<String>,
     /// Write late events (behind the watermark by more than the allowed lateness) here as JSON
     /// Lines, as `strix tape export --format jsonl` writes them. They are counted either way.
@@ -87,7 +91,12 @@ struct ReplayArgs {
     #[arg(long, value_name = "FIELD", requires = "dedup_horizon")]
     dedup: Option<String>,
     /// Event-time horizon of --dedup (e.g. 1m).
-    #[arg(long, value_name = "DUR", requires = "dedup")]
+    #[arg(
+        long,
+        value_name = "DUR",
+        requires = "dedup",
+        allow_hyphen_values = true
+    )]
     dedup_horizon: Option<String>,
 }
 
