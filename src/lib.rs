@@ -33,11 +33,13 @@
 use std::collections::HashMap;
 
 use cep_core::event::{Event, EventView, Label};
+use cep_core::query::{QueryOperator, QueryStats};
 use cep_core::reference::{MatcherConfig, MatcherStats, ReferenceMatcher};
 use cep_core::rule::{EmitSpec, Program};
-use cep_core::schema::{Catalog, FieldType};
+use cep_core::schema::{Catalog, FieldType, TypeId};
 use cep_core::signal::{Signal as RawSignal, SignalKind};
 use cep_core::symbol::SymbolTable;
+use cep_core::time::{Arrival, DedupConfig, Ready, Sequencer, TimeConfig, TimeStats};
 use cep_core::value::Value;
 use serde_json::json;
 
@@ -56,6 +58,9 @@ pub enum EngineError {
     /// An event was built with an unknown type or field, or a value of the wrong type.
     #[error("{0}")]
     Event(String),
+    /// The event-time options do not fit the program (unknown type or field, negative duration).
+    #[error("{0}")]
+    Time(String),
 }
 
 /// A field value given to [`Engine::event`].
@@ -87,18 +92,18 @@ impl Signal<'_> {
         &self.engine.program.rules[self.raw.rule].name
     }
 
-    /// Signal name (from `emit NAME`, or `on timeout emit NAME` for a timeout).
-    pub fn signal(&self) -> &str {
-        &self.spec().signal
-    }
-
-    /// The emit clause this signal was produced by.
+    /// What the signal emits: the rule's `emit`, or its `on timeout emit` for a timeout.
     fn spec(&self) -> &EmitSpec {
         let rule = &self.engine.program.rules[self.raw.rule];
-        match (self.raw.kind, &rule.timeout) {
-            (SignalKind::Timeout, Some(t)) => t,
-            _ => &rule.emit,
+        match self.raw.kind {
+            SignalKind::Match => &rule.emit,
+            SignalKind::Timeout => rule.timeout.as_ref().unwrap_or(&rule.emit),
         }
+    }
+
+    /// Signal name (from `emit NAME`, or `on timeout emit NAME` for a timed-out partial match).
+    pub fn signal(&self) -> &str {
+        &self.spec().signal
     }
 
     /// The partition key rendered as text: key field values joined by `|` (empty if unpartitioned).
@@ -114,16 +119,16 @@ impl Signal<'_> {
         )
     }
 
-    /// The JSON Lines object: `{"rule","signal","ts","key","seq","fields","id"}`.
+    /// The JSON Lines object: `{"rule","signal","ts","key","seq","fields","id"}`. For rules over a
+    /// query's output, `seq` lists derived-event numbers (see [`Engine::derived_events`]).
     pub fn to_json(&self) -> serde_json::Value {
-        let rule = &self.engine.program.rules[self.raw.rule];
         let spec = self.spec();
         let mut fields = serde_json::Map::new();
         for (f, v) in spec.fields.iter().zip(&self.raw.fields) {
             fields.insert(f.name.clone(), self.engine.render_value(*v, f.ty));
         }
         json!({
-            "rule": rule.name,
+            "rule": self.rule(),
             "signal": spec.signal,
             "ts": self.raw.ts,
             "key": self.key(),
@@ -134,23 +139,119 @@ impl Signal<'_> {
     }
 }
 
+/// Event-time options by type and field name; [`Engine::build`] resolves them against the
+/// program's catalog. All durations are ns. See `docs/time.md`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimeOptions {
+    /// Bounded out-of-orderness of the input (0: events arrive in time order).
+    pub max_delay: i64,
+    /// Input types that are sources of their own, with their own bound.
+    pub max_delay_per_type: Vec<(String, i64)>,
+    /// Allowed lateness: events up to this much behind the watermark are still admitted.
+    pub allowed_lateness: i64,
+    /// Optional deduplication by an id field.
+    pub dedup: Option<DedupOptions>,
+}
+
+/// Deduplication by an id field: every input type with a field of this name is deduplicated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DedupOptions {
+    /// Name of the id field.
+    pub field: String,
+    /// Events of one type with equal ids whose times differ by at most this are duplicates.
+    pub horizon: i64,
+}
+
 /// Engine options.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct EngineConfig {
     /// Matcher limits.
     pub matcher: MatcherConfig,
+    /// Event time: reordering, lateness, dedup.
+    pub time: TimeOptions,
 }
 
-/// A compiled rule set with per-partition matcher state: push events in, get signals out.
+/// What [`Engine::push`] did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Delivered to the operators now (possibly with buffered events released before it).
+    Delivered,
+    /// Delivered now although the watermark had passed it (within allowed lateness).
+    AdmittedLate,
+    /// Waiting in the reorder buffer; delivered when the watermark passes it.
+    Buffered,
+    /// Later than watermark minus allowed lateness: not delivered. Write it to the late output.
+    Late,
+    /// A repeated id within the dedup horizon: dropped.
+    Duplicate,
+}
+
+/// Counters of the engine's event-time layer and derived streams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Reordering, lateness and dedup counters.
+    pub time: TimeStats,
+    /// Derived events emitted by all queries.
+    pub derived_events: u64,
+}
+
+/// A windowed query as the engine drives it (a trait so tests can substitute a double).
+trait WindowOperator: std::fmt::Debug + Send {
+    fn reads(&self, type_id: TypeId) -> bool;
+    fn on_event(&mut self, e: EventView<'_>);
+    fn on_watermark(&mut self, w: i64, out: &mut Vec<Event>);
+    fn stats(&self) -> QueryStats;
+}
+
+impl WindowOperator for QueryOperator {
+    fn reads(&self, type_id: TypeId) -> bool {
+        QueryOperator::reads(self, type_id)
+    }
+    fn on_event(&mut self, e: EventView<'_>) {
+        QueryOperator::on_event(self, e)
+    }
+    fn on_watermark(&mut self, w: i64, out: &mut Vec<Event>) {
+        QueryOperator::on_watermark(self, w, out)
+    }
+    fn stats(&self) -> QueryStats {
+        QueryOperator::stats(self)
+    }
+}
+
+/// A compiled program with its run-time state: push events in (in arrival order), get signals out.
 ///
-/// Events must be pushed in sequence order with non-decreasing event time per partition.
+/// Dataflow (see `docs/time.md`): input events go through the event-time layer
+/// ([`cep_core::time::Sequencer`]), which reorders them within the configured bound and produces
+/// watermarks. Operators are the queries (in file order) then the rules. Before an event at time
+/// `t` every operator is advanced to watermark `t - 1` (less under allowed lateness), then the
+/// event goes to every operator that reads its type. When operators are advanced to a watermark
+/// `w`, each in turn first receives the derived events that earlier queries emitted at this step
+/// (in time order, each preceded by advancing it to `ts - 1`), then `w` itself, which may close
+/// its windows and emit derived events for the operators after it.
 #[derive(Debug)]
 pub struct Engine {
     program: Program,
     symbols: SymbolTable,
+    sequencer: Sequencer,
+    queries: Vec<Box<dyn WindowOperator>>,
     matchers: Vec<ReferenceMatcher>,
+    /// Watermark per operator: queries first, then rules.
+    op_watermarks: Vec<i64>,
+    /// Every operator is at least at this watermark.
+    watermark: i64,
     next_seq: u64,
+    next_derived_seq: u64,
     pending: Vec<RawSignal>,
+    /// Derived events emitted during the current watermark step, in emission (seq) order.
+    derived: Vec<Event>,
+    /// Scratch: one query's output, then indices of derived events an operator reads.
+    emitted: Vec<Event>,
+    inbox: Vec<usize>,
+    /// When events can reach the rules out of sequence order (reordered input, admitted late
+    /// events, derived events from several queries), the rules see delivery ordinals instead
+    /// of sequence numbers, so that their "earlier" is "delivered earlier" (row order in time);
+    /// `seq_of[ordinal]` is the real sequence number, put back into every signal.
+    seq_of: Option<Vec<u64>>,
 }
 
 impl Engine {
@@ -175,18 +276,48 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let program = pattern_lang::compile(source, stream, &mut symbols)
             .map_err(|d| EngineError::Rules(d.render(file_name, source)))?;
-        let matchers = program
+        let queries = program
+            .queries
+            .iter()
+            .map(|q| Box::new(QueryOperator::new(q.clone())) as Box<dyn WindowOperator>)
+            .collect();
+        Self::assemble(program, symbols, config, queries)
+    }
+
+    fn assemble(
+        program: Program,
+        symbols: SymbolTable,
+        config: EngineConfig,
+        queries: Vec<Box<dyn WindowOperator>>,
+    ) -> Result<Self, EngineError> {
+        let time = resolve_time(&program, &config.time)?;
+        let sequencer = Sequencer::new(&time).map_err(|e| EngineError::Time(e.to_string()))?;
+        let matchers: Vec<ReferenceMatcher> = program
             .rules
             .iter()
             .enumerate()
             .map(|(i, r)| ReferenceMatcher::new(r.clone(), i, config.matcher))
             .collect();
+        let operators = queries.len() + matchers.len();
+        let may_reorder = time.max_delay > 0
+            || !time.max_delay_per_type.is_empty()
+            || time.allowed_lateness > 0
+            || !queries.is_empty();
         Ok(Self {
             program,
             symbols,
+            sequencer,
+            queries,
             matchers,
+            op_watermarks: vec![i64::MIN; operators],
+            watermark: i64::MIN,
             next_seq: 0,
+            next_derived_seq: 0,
             pending: Vec::new(),
+            derived: Vec::new(),
+            emitted: Vec::new(),
+            inbox: Vec::new(),
+            seq_of: may_reorder.then(Vec::new),
         })
     }
 
@@ -203,6 +334,31 @@ impl Engine {
     /// Counters per rule.
     pub fn stats(&self) -> Vec<MatcherStats> {
         self.matchers.iter().map(ReferenceMatcher::stats).collect()
+    }
+
+    /// Counters per query (in file order); `emitted` counts its derived events.
+    pub fn query_stats(&self) -> Vec<QueryStats> {
+        self.queries.iter().map(|q| q.stats()).collect()
+    }
+
+    /// Event-time counters (late, admitted late, duplicates, reordered, buffer) and the number
+    /// of derived events.
+    pub fn engine_stats(&self) -> EngineStats {
+        EngineStats {
+            time: self.sequencer.stats(),
+            derived_events: self.next_derived_seq,
+        }
+    }
+
+    /// Derived events emitted so far; they are numbered `0..derived_events()` in emission order,
+    /// and signals of rules over query outputs list these numbers in `seq`.
+    pub fn derived_events(&self) -> u64 {
+        self.next_derived_seq
+    }
+
+    /// The watermark the operators have reached (`i64::MIN` before the first).
+    pub fn watermark(&self) -> i64 {
+        self.watermark
     }
 
     /// Builds an event of type `type_name` at time `ts` (ns) with the next sequence number.
@@ -271,23 +427,47 @@ impl Engine {
         })
     }
 
-    /// Pushes one event; `on_signal` is called for each signal it completes.
-    pub fn push(&mut self, e: &Event, on_signal: impl FnMut(Signal<'_>)) {
-        self.push_view(e.view(), on_signal);
+    /// Pushes one event (in arrival order, sequence numbers rising); `on_signal` is called for
+    /// each signal it completes. Returns what the event-time layer did with it: a
+    /// [`Admission::Late`] event was not delivered and belongs in the late output.
+    pub fn push(&mut self, e: &Event, on_signal: impl FnMut(Signal<'_>)) -> Admission {
+        self.push_view(e.view(), on_signal)
     }
 
-    /// Pushes one borrowed event (the replay hot path).
-    pub fn push_view(&mut self, e: EventView<'_>, mut on_signal: impl FnMut(Signal<'_>)) {
+    /// Pushes one borrowed event (the replay hot path: in-order input with no delay is delivered
+    /// without copying).
+    pub fn push_view(&mut self, e: EventView<'_>, on_signal: impl FnMut(Signal<'_>)) -> Admission {
         self.next_seq = self.next_seq.max(e.seq + 1);
-        let mut pending = std::mem::take(&mut self.pending);
-        for m in &mut self.matchers {
-            m.on_event(e, &mut pending);
-        }
-        for raw in &pending {
-            on_signal(Signal { engine: self, raw });
-        }
-        pending.clear();
-        self.pending = pending;
+        let admission = match self.sequencer.arrive(e) {
+            Arrival::Deliver {
+                advance_to,
+                admitted_late,
+            } => {
+                self.advance(advance_to);
+                self.deliver(e);
+                if admitted_late {
+                    Admission::AdmittedLate
+                } else {
+                    Admission::Delivered
+                }
+            }
+            Arrival::Buffered => Admission::Buffered,
+            Arrival::Late => Admission::Late,
+            Arrival::Duplicate => Admission::Duplicate,
+        };
+        self.drain();
+        self.flush(on_signal);
+        admission
+    }
+
+    /// An explicit watermark from the input: every event with `ts <= w` has arrived. Releases
+    /// buffered events up to it and advances the operators (minus allowed lateness), which may
+    /// fire `within` expiries, timeouts, absences and windows. Lower than the current watermark:
+    /// no effect.
+    pub fn watermark_to(&mut self, w: i64, on_signal: impl FnMut(Signal<'_>)) {
+        self.sequencer.watermark(w);
+        self.drain();
+        self.flush(on_signal);
     }
 
     /// Pushes events and returns the signals they complete as JSON objects (iterator style).
@@ -302,17 +482,140 @@ impl Engine {
         out
     }
 
-    /// Ends the stream: reports matches that were waiting for better alternatives to die.
-    pub fn finish(&mut self, mut on_signal: impl FnMut(Signal<'_>)) {
-        let mut pending = std::mem::take(&mut self.pending);
+    /// Ends the stream: releases buffered events, advances every operator to `i64::MAX` (closing
+    /// every window and expiring every partial match), then reports matches that were waiting
+    /// for better alternatives to die.
+    pub fn finish(&mut self, on_signal: impl FnMut(Signal<'_>)) {
+        self.sequencer.finish();
+        self.drain();
         for m in &mut self.matchers {
-            m.finish(&mut pending);
+            m.finish(&mut self.pending);
+        }
+        self.flush(on_signal);
+    }
+
+    /// Hands the pending signals to `on_signal`.
+    fn flush(&mut self, mut on_signal: impl FnMut(Signal<'_>)) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        if let Some(seq_of) = &self.seq_of {
+            for raw in &mut pending {
+                for s in &mut raw.seq {
+                    // Ordinals index `seq_of` by construction; keep the value if one does not.
+                    *s = usize::try_from(*s)
+                        .ok()
+                        .and_then(|i| seq_of.get(i))
+                        .copied()
+                        .unwrap_or(*s);
+                }
+            }
         }
         for raw in &pending {
             on_signal(Signal { engine: self, raw });
         }
-        pending.clear();
         self.pending = pending;
+        self.pending.clear();
+    }
+
+    /// Delivers what the sequencer released: buffered events and watermarks.
+    fn drain(&mut self) {
+        while let Some(item) = self.sequencer.pop_ready() {
+            match item {
+                Ready::Event { event, advance_to } => {
+                    self.advance(advance_to);
+                    self.deliver(event.view());
+                }
+                Ready::Watermark(w) => self.advance(w),
+            }
+        }
+    }
+
+    /// Gives an input event to every operator that reads its type (queries, then rules).
+    fn deliver(&mut self, e: EventView<'_>) {
+        for q in &mut self.queries {
+            if q.reads(e.type_id) {
+                q.on_event(e);
+            }
+        }
+        let e = ordinal(&mut self.seq_of, e);
+        for m in &mut self.matchers {
+            m.on_event(e, &mut self.pending);
+        }
+    }
+
+    /// Advances every operator to watermark `w`, passing derived events downstream in time order.
+    fn advance(&mut self, w: i64) {
+        if w <= self.watermark {
+            return;
+        }
+        self.watermark = w;
+        if self.queries.is_empty() {
+            for (m, at) in self.matchers.iter_mut().zip(&mut self.op_watermarks) {
+                if w > *at {
+                    *at = w;
+                    m.on_watermark(w, &mut self.pending);
+                }
+            }
+            return;
+        }
+        self.derived.clear();
+        let nq = self.queries.len();
+        for i in 0..nq + self.matchers.len() {
+            // Derived events from earlier queries that this operator reads, by (ts, seq).
+            self.inbox.clear();
+            for (k, d) in self.derived.iter().enumerate() {
+                let reads = match i.checked_sub(nq) {
+                    None => self.queries[i].reads(d.type_id),
+                    Some(r) => self.matchers[r].rule().reads(d.type_id),
+                };
+                if reads {
+                    self.inbox.push(k);
+                }
+            }
+            // Stable: equal times keep emission order, which is seq order.
+            let derived = &self.derived;
+            self.inbox.sort_by_key(|&k| derived[k].ts);
+            for &k in &self.inbox {
+                let d = &self.derived[k];
+                let before = d.ts.saturating_sub(1);
+                let at = &mut self.op_watermarks[i];
+                match i.checked_sub(nq) {
+                    None => {
+                        let q = &mut self.queries[i];
+                        if before > *at {
+                            *at = before;
+                            q.on_watermark(before, &mut self.emitted);
+                        }
+                        q.on_event(d.view());
+                    }
+                    Some(r) => {
+                        let m = &mut self.matchers[r];
+                        if before > *at {
+                            *at = before;
+                            m.on_watermark(before, &mut self.pending);
+                        }
+                        m.on_event(ordinal(&mut self.seq_of, d.view()), &mut self.pending);
+                    }
+                }
+            }
+            let at = &mut self.op_watermarks[i];
+            if w > *at {
+                *at = w;
+                match i.checked_sub(nq) {
+                    None => self.queries[i].on_watermark(w, &mut self.emitted),
+                    Some(r) => self.matchers[r].on_watermark(w, &mut self.pending),
+                }
+            }
+            // Number what this query emitted (during its inbox and its watermark).
+            for mut d in self.emitted.drain(..) {
+                d.seq = self.next_derived_seq;
+                self.next_derived_seq += 1;
+                self.derived.push(d);
+            }
+        }
+        self.derived.clear();
     }
 
     fn render_key(&self, s: &RawSignal) -> String {
@@ -357,6 +660,86 @@ impl Engine {
             (Value::Bool(b), _) => json!(b),
         }
     }
+}
+
+/// The view the rules get: `e` itself, or with its delivery ordinal as `seq` (recorded in
+/// `seq_of`) when delivery can leave sequence order.
+#[inline]
+fn ordinal<'a>(seq_of: &mut Option<Vec<u64>>, e: EventView<'a>) -> EventView<'a> {
+    match seq_of {
+        None => e,
+        Some(seqs) => {
+            let ord = seqs.len() as u64;
+            seqs.push(e.seq);
+            EventView { seq: ord, ..e }
+        }
+    }
+}
+
+/// Resolves type and field names of `options` against the program's input types (every type
+/// that is not a query's output).
+fn resolve_time(program: &Program, options: &TimeOptions) -> Result<TimeConfig, EngineError> {
+    let catalog = &program.catalog;
+    let is_derived = |t: TypeId| program.queries.iter().any(|q| q.output == t);
+    let input_types: Vec<TypeId> = (0..catalog.types().len())
+        .filter_map(|i| TypeId::try_from(i).ok())
+        .filter(|&t| !is_derived(t))
+        .collect();
+    let mut per_type = Vec::new();
+    for (name, delay) in &options.max_delay_per_type {
+        let t = catalog.type_by_name(name).ok_or_else(|| {
+            EngineError::Time(format!(
+                "max delay for unknown event type `{name}` (known: {})",
+                type_names(catalog, &input_types)
+            ))
+        })?;
+        if is_derived(t) {
+            return Err(EngineError::Time(format!(
+                "`{name}` is a query's output: its time follows its inputs, it takes no max delay"
+            )));
+        }
+        if per_type.iter().any(|&(u, _)| u == t) {
+            return Err(EngineError::Time(format!(
+                "more than one max delay for `{name}`"
+            )));
+        }
+        per_type.push((t, *delay));
+    }
+    let dedup = match &options.dedup {
+        None => None,
+        Some(d) => {
+            let mut id_slot = vec![None; catalog.types().len()];
+            for &t in &input_types {
+                id_slot[usize::from(t)] = catalog.event_type(t).and_then(|et| et.slot(&d.field));
+            }
+            if id_slot.iter().all(Option::is_none) {
+                return Err(EngineError::Time(format!(
+                    "dedup field `{}`: no input event type has it (types: {})",
+                    d.field,
+                    type_names(catalog, &input_types)
+                )));
+            }
+            Some(DedupConfig {
+                id_slot,
+                horizon: d.horizon,
+            })
+        }
+    };
+    Ok(TimeConfig {
+        max_delay: options.max_delay,
+        max_delay_per_type: per_type,
+        allowed_lateness: options.allowed_lateness,
+        dedup,
+    })
+}
+
+fn type_names(catalog: &Catalog, types: &[TypeId]) -> String {
+    types
+        .iter()
+        .filter_map(|&t| catalog.event_type(t))
+        .map(|t| t.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Per-rule recall and precision against a tape's ground-truth labels.
@@ -420,5 +803,276 @@ impl LabelScore {
         let recall = (total > 0).then(|| found.len() as f64 / total as f64);
         let precision = (signals > 0).then(|| tp as f64 / signals as f64);
         (recall, precision, total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The engine's dataflow with hand-built window operators standing in for compiled queries.
+
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use cep_core::rule::EmitField;
+
+    /// A tumbling count window: one derived event `{ n }` at each window end.
+    #[derive(Debug)]
+    struct Tumbling {
+        name: &'static str,
+        reads: TypeId,
+        output: TypeId,
+        size: i64,
+        counts: BTreeMap<i64, i64>,
+        watermark: i64,
+        stats: QueryStats,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Tumbling {
+        fn boxed(
+            name: &'static str,
+            reads: TypeId,
+            output: TypeId,
+            size_s: i64,
+            log: &Arc<Mutex<Vec<String>>>,
+        ) -> Box<dyn WindowOperator> {
+            Box::new(Self {
+                name,
+                reads,
+                output,
+                size: size_s * 1_000_000_000,
+                counts: BTreeMap::new(),
+                watermark: i64::MIN,
+                stats: QueryStats::default(),
+                log: Arc::clone(log),
+            })
+        }
+
+        fn note(&self, s: String) {
+            self.log.lock().expect("test log").push(s);
+        }
+    }
+
+    impl WindowOperator for Tumbling {
+        fn reads(&self, type_id: TypeId) -> bool {
+            type_id == self.reads
+        }
+        fn on_event(&mut self, e: EventView<'_>) {
+            assert!(
+                e.ts > self.watermark,
+                "{}: event at {} after watermark {}",
+                self.name,
+                e.ts,
+                self.watermark
+            );
+            self.stats.events += 1;
+            *self
+                .counts
+                .entry(e.ts.div_euclid(self.size) * self.size)
+                .or_default() += 1;
+            self.note(format!(
+                "{} event {}@{}s",
+                self.name,
+                e.seq,
+                e.ts / 1_000_000_000
+            ));
+        }
+        fn on_watermark(&mut self, w: i64, out: &mut Vec<Event>) {
+            assert!(
+                w > self.watermark,
+                "{}: watermark went from {} to {w}",
+                self.name,
+                self.watermark
+            );
+            self.watermark = w;
+            while let Some((&start, &n)) = self.counts.first_key_value() {
+                if w < start + self.size - 1 {
+                    break;
+                }
+                self.counts.remove(&start);
+                self.stats.emitted += 1;
+                out.push(Event {
+                    seq: 0,
+                    ts: start + self.size,
+                    type_id: self.output,
+                    label: Label::default(),
+                    slots: vec![n as u64],
+                });
+            }
+        }
+        fn stats(&self) -> QueryStats {
+            self.stats
+        }
+    }
+
+    const DECLS: &str = "
+event A { v: i64 }
+event B { v: i64 }
+event Bar { n: i64 }
+event Baz { n: i64 }
+";
+
+    fn engine(
+        rules: &str,
+        queries: impl FnOnce(&Catalog) -> Vec<Box<dyn WindowOperator>>,
+    ) -> Engine {
+        let mut symbols = SymbolTable::new();
+        let src = format!("{DECLS}{rules}");
+        let program = pattern_lang::compile(&src, None, &mut symbols).expect("test rules compile");
+        let qs = queries(&program.catalog);
+        Engine::assemble(program, symbols, EngineConfig::default(), qs).expect("engine")
+    }
+
+    fn ty(c: &Catalog, name: &str) -> TypeId {
+        c.type_by_name(name).expect("declared type")
+    }
+
+    fn s(n: i64) -> i64 {
+        n * 1_000_000_000
+    }
+
+    #[test]
+    fn derived_events_reach_rules_in_time_order_across_queries() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut e = engine(
+            "rule pairs from Bar pattern x y define x as Bar, y as Bar select all after match no skip
+             emit pair { first: x.n, second: y.n }",
+            |c| {
+                vec![
+                    Tumbling::boxed("q10", ty(c, "A"), ty(c, "Bar"), 10, &log),
+                    Tumbling::boxed("q4", ty(c, "B"), ty(c, "Bar"), 4, &log),
+                ]
+            },
+        );
+        let mut got = Vec::new();
+        let mut fields = Vec::new();
+        for (t, at) in [("A", 1), ("B", 2), ("A", 3), ("B", 5), ("A", 12), ("B", 13)] {
+            let ev = e.event(t, s(at), &[]).expect("event");
+            let adm = e.push(&ev, |sig| {
+                got.push(sig.raw.seq.clone());
+                fields.push(sig.to_json()["fields"].clone());
+            });
+            assert_eq!(adm, Admission::Delivered);
+        }
+        e.finish(|sig| got.push(sig.raw.seq.clone()));
+        // Derived: 0 = q4 [0,4s) at 4s; at the watermark before 12s, 1 = q10 [0,10s) at 10s and
+        // 2 = q4 [4s,8s) at 8s (emission order follows query order, delivery follows time);
+        // at the end 3 = q10 at 20s, 4 = q4 at 16s.
+        assert_eq!(got, vec![vec![0, 2], vec![2, 1], vec![1, 4], vec![4, 3]]);
+        assert_eq!(fields[0], json!({"first": 1, "second": 1}));
+        assert_eq!(e.derived_events(), 5);
+        assert_eq!(e.engine_stats().derived_events, 5);
+        let qs = e.query_stats();
+        assert_eq!((qs[0].events, qs[0].emitted), (3, 2));
+        assert_eq!((qs[1].events, qs[1].emitted), (3, 3));
+        assert_eq!(e.watermark(), i64::MAX);
+    }
+
+    #[test]
+    fn a_query_reading_a_query_gets_each_derived_event_before_the_watermark_passes_it() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut e = engine(
+            "rule big from Baz pattern x define x as Baz select all emit big { n: x.n }",
+            |c| {
+                vec![
+                    Tumbling::boxed("bars", ty(c, "A"), ty(c, "Bar"), 10, &log),
+                    Tumbling::boxed("bazs", ty(c, "Bar"), ty(c, "Baz"), 20, &log),
+                ]
+            },
+        );
+        let mut got = Vec::new();
+        for at in [1, 11, 25] {
+            let ev = e.event("A", s(at), &[]).expect("event");
+            e.push(&ev, |sig| {
+                got.push((sig.raw.seq.clone(), sig.to_json()["fields"]["n"].clone()))
+            });
+        }
+        e.finish(|sig| got.push((sig.raw.seq.clone(), sig.to_json()["fields"]["n"].clone())));
+        // bars: 0 @10s, 1 @20s, 3 @30s; bazs: [0,20s) closes before bar 1 (at 20s) arrives -> 2
+        // with n = 1; [20s,40s) at the end -> 4 with n = 2.
+        assert_eq!(got, vec![(vec![2], json!(1)), (vec![4], json!(2))]);
+        // Each operator checks that no event comes at or below its watermark; the order of what
+        // `bazs` read is the order of time.
+        let log = log.lock().expect("test log").clone();
+        let pos = |s: &str| {
+            log.iter()
+                .position(|l| l == s)
+                .unwrap_or_else(|| panic!("{s} in {log:?}"))
+        };
+        assert!(pos("bazs event 0@10s") < pos("bazs event 1@20s"));
+    }
+
+    #[test]
+    fn operators_wait_for_the_watermark_under_a_delay() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut e = engine(
+            "rule r from Bar pattern x define x as Bar select all",
+            |c| vec![Tumbling::boxed("q", ty(c, "A"), ty(c, "Bar"), 10, &log)],
+        );
+        e.sequencer = Sequencer::new(&TimeConfig {
+            max_delay: s(5),
+            ..TimeConfig::default()
+        })
+        .expect("config");
+        let mut got = Vec::new();
+        for at in [3, 1, 12, 9, 16] {
+            let ev = e.event("A", s(at), &[]).expect("event");
+            let adm = e.push(&ev, |sig| got.push(sig.raw.seq.clone()));
+            assert_eq!(adm, Admission::Buffered, "A@{at}s");
+        }
+        // W = 16s - 5s - 1ns: [0,10s) holds 1s, 3s, 9s and closes; 12s is still buffered.
+        assert_eq!(got, vec![vec![0]]);
+        assert_eq!(e.query_stats()[0].events, 3);
+        let late = e.event("A", s(2), &[]).expect("event");
+        assert_eq!(e.push(&late, |_| {}), Admission::Late);
+        e.finish(|sig| got.push(sig.raw.seq.clone()));
+        assert_eq!(got, vec![vec![0], vec![1]]);
+        let st = e.engine_stats().time;
+        assert_eq!((st.late, st.reordered, st.max_buffered), (1, 2, 3));
+    }
+
+    #[test]
+    fn timeout_signals_render_with_the_timeout_spec() {
+        let mut e = engine(
+            "event Order { k: sym }
+             rule r from Order partition by k pattern o define o as Order emit placed { k }",
+            |_| Vec::new(),
+        );
+        let rule = &mut e.program.rules[0];
+        rule.timeout = Some(EmitSpec {
+            signal: "unpaid".into(),
+            fields: vec![
+                EmitField {
+                    name: "who".into(),
+                    expr: rule.emit.fields[0].expr.clone(),
+                    ty: rule.emit.fields[0].ty,
+                },
+                EmitField {
+                    name: "paid".into(),
+                    expr: rule.emit.fields[0].expr.clone(),
+                    ty: None,
+                },
+            ],
+        });
+        let ev = e
+            .event("Order", 5, &[("k", FieldValue::Str("acct7"))])
+            .expect("event");
+        let mut placed = None;
+        e.push(&ev, |sig| placed = Some(sig.raw.clone()));
+        let mut raw = placed.expect("a match signal");
+        let sym = raw.fields[0];
+        raw.kind = SignalKind::Timeout;
+        raw.fields = vec![sym, Value::Null];
+        let sig = Signal {
+            engine: &e,
+            raw: &raw,
+        };
+        assert_eq!(sig.signal(), "unpaid");
+        let j = sig.to_json();
+        assert_eq!(j["signal"], "unpaid");
+        assert_eq!(j["rule"], "r");
+        assert_eq!(j["key"], "acct7");
+        assert_eq!(j["fields"], json!({"who": "acct7", "paid": null}));
     }
 }

@@ -14,7 +14,8 @@ use strix::cep_core::symbol::SymbolTable;
 use strix::feeds;
 use strix::feeds::r#gen::Generator;
 use strix::feeds::tape::{TapeReader, TapeWriter};
-use strix::replay::{ReplayOptions, replay};
+use strix::replay::{ReplayOptions, parse_duration, replay_with_late};
+use strix::{DedupOptions, TimeOptions};
 
 /// Strix: complex event processing for market and transaction streams.
 ///
@@ -70,6 +71,33 @@ struct ReplayArgs {
     /// Cap of live partial matches per partition key (the oldest are evicted and counted).
     #[arg(long, default_value_t = 10_000)]
     max_runs_per_key: usize,
+    /// Bounded out-of-orderness: events may arrive up to DUR behind the latest one and are put
+    /// back in time order (e.g. 500ms, 2s). `TYPE=DUR` makes TYPE a source with its own bound;
+    /// repeatable. Default 0: the tape is in time order.
+    #[arg(
+        long = "max-delay",
+        value_name = "[TYPE=]DUR",
+        allow_hyphen_values = true
+    )]
+    max_delay: Vec<String>,
+    /// Allowed lateness: events up to DUR behind the watermark are still matched.
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
+    allowed_lateness: Option<String>,
+    /// Write late events (behind the watermark by more than the allowed lateness) here as JSON
+    /// Lines, as `strix tape export --format jsonl` writes them. They are counted either way.
+    #[arg(long, value_name = "FILE")]
+    late_out: Option<PathBuf>,
+    /// Drop duplicate events: same value of this field (per type) within --dedup-horizon.
+    #[arg(long, value_name = "FIELD", requires = "dedup_horizon")]
+    dedup: Option<String>,
+    /// Event-time horizon of --dedup (e.g. 1m).
+    #[arg(
+        long,
+        value_name = "DUR",
+        requires = "dedup",
+        allow_hyphen_values = true
+    )]
+    dedup_horizon: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -451,11 +479,55 @@ fn progress_bar(total: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// The event-time options of `strix replay`.
+fn time_options(args: &ReplayArgs) -> Result<TimeOptions> {
+    let mut time = TimeOptions::default();
+    let mut default_given = false;
+    for spec in &args.max_delay {
+        match spec.split_once('=') {
+            Some((ty, dur)) => {
+                let ty = ty.trim();
+                if ty.is_empty() {
+                    bail!("--max-delay {spec}: the type name before `=` is missing");
+                }
+                let d = parse_duration(dur).with_context(|| format!("--max-delay {spec}"))?;
+                time.max_delay_per_type.push((ty.to_string(), d));
+            }
+            None => {
+                if default_given {
+                    bail!(
+                        "--max-delay without a type given twice; use TYPE=DUR for per-type bounds"
+                    );
+                }
+                default_given = true;
+                time.max_delay = parse_duration(spec).context("--max-delay")?;
+            }
+        }
+    }
+    if let Some(l) = &args.allowed_lateness {
+        time.allowed_lateness = parse_duration(l).context("--allowed-lateness")?;
+    }
+    if let (Some(field), Some(h)) = (&args.dedup, &args.dedup_horizon) {
+        time.dedup = Some(DedupOptions {
+            field: field.clone(),
+            horizon: parse_duration(h).context("--dedup-horizon")?,
+        });
+    }
+    Ok(time)
+}
+
 fn run_replay(args: &ReplayArgs) -> Result<()> {
     let opts = ReplayOptions {
         rules: args.rules.clone(),
         tape: args.tape.clone(),
         max_runs_per_key: args.max_runs_per_key,
+        time: time_options(args)?,
+    };
+    let mut late: Option<Box<dyn Write>> = match &args.late_out {
+        Some(p) => Some(Box::new(BufWriter::new(
+            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        ))),
+        None => None,
     };
     let mut sink: Box<dyn Write> = match (&args.out, args.json) {
         (Some(p), _) => Box::new(BufWriter::new(
@@ -465,13 +537,19 @@ fn run_replay(args: &ReplayArgs) -> Result<()> {
         (None, false) => Box::new(BufWriter::new(std::io::stdout())),
     };
     let bar = progress_bar(0, "replay");
-    let report = replay(&opts, &mut sink, &mut |done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
-    });
+    let report = replay_with_late(
+        &opts,
+        &mut sink,
+        late.as_mut().map(|w| w as &mut dyn Write),
+        &mut |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    );
     bar.finish_and_clear();
     let report = report?;
     drop(sink);
+    drop(late);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else if args.out.is_some() {

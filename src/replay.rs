@@ -1,20 +1,24 @@
 //! Tape replay: runs a rule file over a tape as fast as possible and measures it.
 //!
-//! Input: a `.cep` rule file and a `.tape`. Output: signals as JSON Lines to a writer, and a
-//! [`ReplayReport`] (throughput, per-event latency percentiles from hdrhistogram, live runs,
-//! evictions, recall/precision against the tape's labels). Used by `strix replay`.
+//! Input: a `.cep` rule file and a `.tape` (events in tape order, which need not be time order:
+//! the engine reorders within [`ReplayOptions::time`]'s bound). Output: signals as JSON Lines to a
+//! writer, late events as JSON Lines to an optional second writer (rendered like
+//! `strix tape export --format jsonl`), and a [`ReplayReport`] (throughput, per-event latency
+//! percentiles from hdrhistogram, live runs, evictions, recall/precision against the tape's
+//! labels, event-time counters, derived events per query). Used by `strix replay`.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use cep_core::event::{EventBatch, EventView};
+use cep_core::event::{EventBatch, EventView, Label};
 use cep_core::reference::MatcherConfig;
 use feeds::tape::{TapeError, TapeReader};
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 
-use crate::{Engine, EngineConfig, EngineError, LabelScore};
+use crate::{Admission, Engine, EngineConfig, EngineError, LabelScore, TimeOptions};
 
 /// Errors of a replay.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +40,9 @@ pub enum ReplayError {
     /// Writing signals failed.
     #[error("cannot write signals: {0}")]
     Output(std::io::Error),
+    /// Writing late events failed.
+    #[error("cannot write late events: {0}")]
+    LateOutput(std::io::Error),
 }
 
 /// What to replay.
@@ -47,6 +54,56 @@ pub struct ReplayOptions {
     pub tape: PathBuf,
     /// Cap of live partial matches per partition key.
     pub max_runs_per_key: usize,
+    /// Event time: reordering bound, allowed lateness, dedup (default: events in time order).
+    pub time: TimeOptions,
+}
+
+/// A duration that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "bad duration `{text}`: {why} (write a whole number and a unit: ns, us, ms, s, m, h; e.g. 500ms, 2s, 15m)"
+)]
+pub struct DurationError {
+    /// The text given.
+    pub text: String,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
+/// Parses a duration such as `500ms`, `2s`, `15m`, `1h` (also `ns`, `us`, and a bare `0`) into ns.
+pub fn parse_duration(text: &str) -> Result<i64, DurationError> {
+    let err = |why| DurationError {
+        text: text.to_string(),
+        why,
+    };
+    let t = text.trim();
+    if t == "0" {
+        return Ok(0);
+    }
+    let split = t
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| err("no unit"))?;
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(err(if t.starts_with('-') {
+            "durations are never negative"
+        } else {
+            "no number"
+        }));
+    }
+    let mult: i64 = match unit {
+        "ns" => 1,
+        "us" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => return Err(err("unknown unit")),
+    };
+    num.parse::<i64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| err("too large"))
 }
 
 /// Latency percentiles in nanoseconds.
@@ -91,6 +148,41 @@ pub struct RuleReport {
     pub precision: Option<f64>,
 }
 
+/// Event-time results of a replay.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TimeReport {
+    /// Bounded out-of-orderness of the default source, ns.
+    pub max_delay_ns: i64,
+    /// Per-type bounds, ns.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub max_delay_per_type_ns: Vec<(String, i64)>,
+    /// Allowed lateness, ns.
+    pub allowed_lateness_ns: i64,
+    /// Events later than watermark minus allowed lateness (not matched; in the late output).
+    pub late: u64,
+    /// Events admitted within allowed lateness.
+    pub admitted_late: u64,
+    /// Duplicates dropped by dedup.
+    pub duplicates: u64,
+    /// On-time events that arrived after a later event and were put back in time order.
+    pub reordered: u64,
+    /// Most events held in the reorder buffer at once.
+    pub max_buffered: usize,
+}
+
+/// One windowed query's results.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct QueryReport {
+    /// Query name.
+    pub query: String,
+    /// Name of its output (the derived event type).
+    pub output: String,
+    /// Events the query read.
+    pub events_read: u64,
+    /// Derived events it emitted.
+    pub derived_events: u64,
+}
+
 /// The benchmark report of a replay.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ReplayReport {
@@ -114,15 +206,32 @@ pub struct ReplayReport {
     pub peak_live_runs: usize,
     /// Evictions over all rules.
     pub evictions: u64,
+    /// Event-time counters.
+    pub time: TimeReport,
+    /// Derived events over all queries.
+    pub derived_events: u64,
+    /// Per-query results (file order).
+    pub queries: Vec<QueryReport>,
     /// Per-rule results.
     pub rules: Vec<RuleReport>,
 }
 
 /// Replays `opts.tape` through `opts.rules`, writing signals as JSON Lines to `signals`, calling
-/// `progress(events_done, events_total)` after every block.
+/// `progress(events_done, events_total)` after every block. Late events are counted only.
 pub fn replay(
     opts: &ReplayOptions,
     signals: &mut dyn Write,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ReplayReport, ReplayError> {
+    replay_with_late(opts, signals, None, progress)
+}
+
+/// As [`replay`], also writing every late event as one JSON line to `late` (the same object
+/// `strix tape export --format jsonl` writes for it).
+pub fn replay_with_late(
+    opts: &ReplayOptions,
+    signals: &mut dyn Write,
+    mut late: Option<&mut dyn Write>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ReplayReport, ReplayError> {
     let source = std::fs::read_to_string(&opts.rules).map_err(|source| ReplayError::ReadRules {
@@ -134,6 +243,7 @@ pub fn replay(
         matcher: MatcherConfig {
             max_runs_per_key: opts.max_runs_per_key,
         },
+        time: opts.time.clone(),
     };
     let mut engine = Engine::build(
         &opts.rules.display().to_string(),
@@ -177,6 +287,8 @@ pub fn replay(
         score: LabelScore::default(),
         rule_class: &rule_class,
     };
+    let mut late_line = Vec::with_capacity(256);
+    let mut late_error = None;
     let started = Instant::now();
     for b in 0..tape.block_count() {
         tape.read_block(b, &mut batch)?;
@@ -194,12 +306,28 @@ pub fn replay(
                 slots: &row,
             };
             let t0 = Instant::now();
-            engine.push_view(view, |s| out.write(&s));
+            let admission = engine.push_view(view, |s| out.write(&s));
             hist.saturating_record(t0.elapsed().as_nanos() as u64);
+            if admission == Admission::Late
+                && let Some(w) = late.as_deref_mut()
+            {
+                let label = has_labels.then(|| batch.label(i));
+                late_line.clear();
+                if let Err(e) = write_late(&mut late_line, &tape, view, label) {
+                    late_error.get_or_insert(std::io::Error::other(e));
+                }
+                late_line.push(b'\n');
+                if let Err(e) = w.write_all(&late_line) {
+                    late_error.get_or_insert(e);
+                }
+            }
         }
         events += batch.len() as u64;
         if let Some(e) = out.error.take() {
             return Err(ReplayError::Output(e));
+        }
+        if let Some(e) = late_error.take() {
+            return Err(ReplayError::LateOutput(e));
         }
         progress(events, total);
     }
@@ -208,6 +336,9 @@ pub fn replay(
         return Err(ReplayError::Output(e));
     }
     out.out.flush().map_err(ReplayError::Output)?;
+    if let Some(w) = late {
+        w.flush().map_err(ReplayError::LateOutput)?;
+    }
     let (score, signal_count) = (out.score, out.count);
     let elapsed = started.elapsed().as_secs_f64();
 
@@ -243,6 +374,23 @@ pub fn replay(
             }
         })
         .collect();
+    let engine_stats = engine.engine_stats();
+    let t = engine_stats.time;
+    let catalog = &engine.program().catalog;
+    let queries = engine
+        .program()
+        .queries
+        .iter()
+        .zip(engine.query_stats())
+        .map(|(q, st)| QueryReport {
+            query: q.name.clone(),
+            output: catalog
+                .event_type(q.output)
+                .map_or_else(|| format!("type#{}", q.output), |t| t.name.clone()),
+            events_read: st.events,
+            derived_events: st.emitted,
+        })
+        .collect();
     Ok(ReplayReport {
         tape: opts.tape.display().to_string(),
         rules_file: opts.rules.display().to_string(),
@@ -263,8 +411,59 @@ pub fn replay(
         },
         peak_live_runs: stats.iter().map(|s| s.peak_live_runs).sum(),
         evictions: stats.iter().map(|s| s.evictions).sum(),
+        time: TimeReport {
+            max_delay_ns: opts.time.max_delay,
+            max_delay_per_type_ns: opts.time.max_delay_per_type.clone(),
+            allowed_lateness_ns: opts.time.allowed_lateness,
+            late: t.late,
+            admitted_late: t.admitted_late,
+            duplicates: t.duplicates,
+            reordered: t.reordered,
+            max_buffered: t.max_buffered,
+        },
+        derived_events: engine_stats.derived_events,
+        queries,
         rules,
     })
+}
+
+/// Writes one late event as the JSON object `strix tape export --format jsonl` writes:
+/// `{"seq","type","ts","fields":{...}}` plus `"label"` and `"instance"` on labelled tapes.
+fn write_late(
+    buf: &mut Vec<u8>,
+    tape: &TapeReader,
+    e: EventView<'_>,
+    label: Option<Label>,
+) -> Result<(), serde_json::Error> {
+    let catalog = tape.catalog();
+    let symbols = tape.symbols();
+    let ty = catalog.event_type(e.type_id);
+    let mut ser = serde_json::Serializer::new(buf);
+    let mut map = ser.serialize_map(None)?;
+    map.serialize_entry("seq", &e.seq)?;
+    match ty {
+        Some(t) => map.serialize_entry("type", &t.name)?,
+        None => map.serialize_entry("type", &format!("type#{}", e.type_id))?,
+    }
+    map.serialize_entry("ts", &e.ts)?;
+    let mut fields = serde_json::Map::new();
+    for (f, &raw) in ty.map_or(&[][..], |t| &t.fields).iter().zip(e.slots) {
+        fields.insert(
+            f.name.clone(),
+            feeds::export::render_value(catalog, symbols, f.ty, raw),
+        );
+    }
+    map.serialize_entry("fields", &fields)?;
+    if let Some(l) = label {
+        let name = tape
+            .label_names()
+            .get(usize::from(l.class))
+            .cloned()
+            .unwrap_or_else(|| l.class.to_string());
+        map.serialize_entry("label", &name)?;
+        map.serialize_entry("instance", &l.instance)?;
+    }
+    map.end()
 }
 
 /// Scores each signal against the labels and writes it as one JSON line; keeps the first error.
@@ -322,6 +521,19 @@ impl ReplayReport {
             "  live runs   peak {}   evictions {}",
             self.peak_live_runs, self.evictions
         );
+        let t = &self.time;
+        let _ = writeln!(
+            s,
+            "  time        late {}   admitted late {}   duplicates {}   reordered {}   max buffered {}",
+            t.late, t.admitted_late, t.duplicates, t.reordered, t.max_buffered
+        );
+        for q in &self.queries {
+            let _ = writeln!(
+                s,
+                "    query {:<14} {:>10} derived `{}` events from {} read",
+                q.query, q.derived_events, q.output, q.events_read
+            );
+        }
         let _ = writeln!(s, "  signals     {}", self.signals);
         for r in &self.rules {
             let _ = write!(s, "    {:<20} {:>10} signals", r.rule, r.signals);
@@ -340,5 +552,25 @@ impl ReplayReport {
             s.push('\n');
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms"), Ok(500_000_000));
+        assert_eq!(parse_duration("2s"), Ok(2_000_000_000));
+        assert_eq!(parse_duration("15m"), Ok(900_000_000_000));
+        assert_eq!(parse_duration("1h"), Ok(3_600_000_000_000));
+        assert_eq!(parse_duration("7ns"), Ok(7));
+        assert_eq!(parse_duration("3us"), Ok(3_000));
+        assert_eq!(parse_duration("0"), Ok(0));
+        for bad in ["", "5", "ms", "-1s", "1.5s", "2 s", "3d", "99999999999999h"] {
+            let e = parse_duration(bad).expect_err(bad);
+            assert!(e.to_string().contains(&format!("`{bad}`")), "{e}");
+        }
     }
 }

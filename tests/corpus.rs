@@ -9,14 +9,26 @@
 //! rule = "rule r pattern a b define a as A, b as B select all"
 //! events = "A v=1; B @2s; A"           # `;` or newline separated: TYPE [@TIME] [field=value]...
 //! expect = [[0, 1]]                     # matched seq lists in emission order
+//! # optional:
+//! fields = '{"v": 1}'                   # emitted fields of the first signal (JSON)
+//! signals = ["r", "r_timeout"]          # signal names in emission order
+//! max_delay = "2s"                      # bounded out-of-orderness; also "A=1s, B=2s"
+//! lateness = "1s"                       # allowed lateness
+//! late = [3]                            # seqs of the events that must come out late (default none)
+//! dedup = "id"                          # dedup by this field ...
+//! dedup_horizon = "1m"                  # ... within this horizon
+//! duplicates = 1                        # duplicates dropped (default 0)
 //! ```
-//! Event time defaults to `seq` seconds; `@TIME` takes ns or a unit (`ns us ms s m`).
+//! Event time defaults to `seq` seconds; `@TIME` takes ns or a unit (`ns us ms s m h`). A line
+//! `WATERMARK @TIME` is an explicit watermark: it takes no sequence number. `rule` may also hold
+//! `query` items; signals of rules over a query's output list derived-event numbers.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
-use strix::{Engine, FieldValue};
+use strix::cep_core::symbol::SymbolTable;
+use strix::{Admission, DedupOptions, Engine, EngineConfig, FieldValue, TimeOptions};
 
 #[derive(Debug, Deserialize)]
 struct CorpusFile {
@@ -33,8 +45,64 @@ struct Case {
     expect: Vec<Vec<u64>>,
     /// Optional expected emitted fields of the first signal, as a JSON object string.
     fields: Option<String>,
-    /// Optional expected signal names in emission order (tells timeouts from matches).
+    /// Optional expected signal names in emission order.
     signals: Option<Vec<String>>,
+    /// Bounded out-of-orderness: `DUR` or `TYPE=DUR, ...` (comma separated).
+    max_delay: Option<String>,
+    /// Allowed lateness.
+    lateness: Option<String>,
+    /// Expected late events (seqs); none when absent.
+    late: Option<Vec<u64>>,
+    /// Dedup field.
+    dedup: Option<String>,
+    /// Dedup horizon.
+    dedup_horizon: Option<String>,
+    /// Expected duplicates dropped; 0 when absent.
+    duplicates: Option<u64>,
+}
+
+/// What one case produced.
+#[derive(Debug, Default)]
+struct Outcome {
+    matches: Vec<Vec<u64>>,
+    names: Vec<String>,
+    first_fields: Option<serde_json::Value>,
+    late: Vec<u64>,
+    duplicates: u64,
+}
+
+fn time_options(case: &Case) -> Result<TimeOptions> {
+    let mut time = TimeOptions::default();
+    if let Some(spec) = &case.max_delay {
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.split_once('=') {
+                Some((ty, d)) => time
+                    .max_delay_per_type
+                    .push((ty.trim().to_string(), parse_time(d.trim())?)),
+                None => time.max_delay = parse_time(part)?,
+            }
+        }
+    }
+    if let Some(l) = &case.lateness {
+        time.allowed_lateness = parse_time(l)?;
+    }
+    match (&case.dedup, &case.dedup_horizon) {
+        (Some(field), Some(h)) => {
+            time.dedup = Some(DedupOptions {
+                field: field.clone(),
+                horizon: parse_time(h)?,
+            })
+        }
+        (None, None) => {}
+        _ => bail!("`dedup` and `dedup_horizon` go together"),
+    }
+    Ok(time)
+}
+
+/// An input line: an event or an explicit watermark.
+enum Input {
+    Event(strix::cep_core::Event),
+    Watermark(i64),
 }
 
 fn parse_time(s: &str) -> Result<i64> {
@@ -44,6 +112,7 @@ fn parse_time(s: &str) -> Result<i64> {
         ("ms", 1_000_000),
         ("s", 1_000_000_000),
         ("m", 60_000_000_000),
+        ("h", 3_600_000_000_000),
     ]
     .iter()
     .find_map(|(u, m)| s.strip_suffix(u).map(|n| (n, *m)))
@@ -52,25 +121,42 @@ fn parse_time(s: &str) -> Result<i64> {
     Ok((v * mult as f64).round() as i64)
 }
 
-/// What a case produced: seq lists, the first signal's fields, signal names.
-type Outcome = (Vec<Vec<u64>>, Option<serde_json::Value>, Vec<String>);
-
-/// Runs one case; returns the matches (seq lists), the first signal's fields and signal names.
+/// Runs one case.
 fn run_case(decls: &str, case: &Case) -> Result<Outcome> {
     let src = format!("{decls}\n{}", case.rule);
-    let mut engine = Engine::from_rules(&format!("{}.cep", case.name), &src)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut events = Vec::new();
-    for (seq, line) in case
+    let config = EngineConfig {
+        time: time_options(case)?,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::build(
+        &format!("{}.cep", case.name),
+        &src,
+        None,
+        SymbolTable::new(),
+        config,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut inputs = Vec::new();
+    let mut seq = 0i64;
+    for line in case
         .events
         .split([';', '\n'])
         .map(str::trim)
         .filter(|l| !l.is_empty())
-        .enumerate()
     {
         let mut parts = line.split_whitespace();
         let ty = parts.next().context("empty event")?;
-        let mut ts = seq as i64 * 1_000_000_000;
+        if ty == "WATERMARK" {
+            let t = match (parts.next(), parts.next()) {
+                (Some(t), None) => t.strip_prefix('@'),
+                _ => None,
+            };
+            let t = t.with_context(|| format!("`{line}`: write WATERMARK @TIME"))?;
+            inputs.push(Input::Watermark(parse_time(t)?));
+            continue;
+        }
+        let mut ts = seq * 1_000_000_000;
+        seq += 1;
         let mut fields: Vec<(String, String)> = Vec::new();
         for p in parts {
             if let Some(t) = p.strip_prefix('@') {
@@ -108,22 +194,30 @@ fn run_case(decls: &str, case: &Case) -> Result<Outcome> {
         let e = engine
             .event(ty, ts, &values)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        events.push(e);
+        inputs.push(Input::Event(e));
     }
-    let mut out = Vec::new();
-    let mut first_fields = None;
-    let mut names = Vec::new();
+    let mut out = Outcome::default();
     let mut record = |s: strix::Signal<'_>| {
-        out.push(s.raw.seq.clone());
-        let json = s.to_json();
-        first_fields.get_or_insert_with(|| json["fields"].clone());
-        names.push(json["signal"].as_str().unwrap_or_default().to_string());
+        out.matches.push(s.raw.seq.clone());
+        out.names.push(s.signal().to_string());
+        out.first_fields
+            .get_or_insert_with(|| s.to_json()["fields"].clone());
     };
-    for e in &events {
-        engine.push(e, &mut record);
+    let mut late = Vec::new();
+    for input in &inputs {
+        match input {
+            Input::Event(e) => {
+                if engine.push(e, &mut record) == Admission::Late {
+                    late.push(e.seq);
+                }
+            }
+            Input::Watermark(w) => engine.watermark_to(*w, &mut record),
+        }
     }
     engine.finish(&mut record);
-    Ok((out, first_fields, names))
+    out.late = late;
+    out.duplicates = engine.engine_stats().time.duplicates;
+    Ok(out)
 }
 
 #[test]
@@ -146,33 +240,45 @@ fn semantic_corpus() -> Result<()> {
             if !names.insert(case.name.clone()) {
                 failures.push(format!("duplicate case name {}", case.name));
             }
+            let file_name = path.file_name().unwrap_or_default().to_string_lossy();
             match run_case(&file.decls, case) {
-                Ok((got, fields, got_names)) => {
-                    if let Some(want) = &case.signals
-                        && *want != got_names
-                    {
+                Ok(got) => {
+                    if got.matches != case.expect {
                         failures.push(format!(
-                            "{}: signals expected {want:?}, got {got_names:?}",
-                            case.name
-                        ));
-                    }
-                    if got != case.expect {
-                        failures.push(format!(
-                            "{}: {}\n  expected {:?}\n  got      {:?}",
-                            path.file_name().unwrap_or_default().to_string_lossy(),
-                            case.name,
-                            case.expect,
-                            got
+                            "{file_name}: {}\n  expected {:?}\n  got      {:?}",
+                            case.name, case.expect, got.matches
                         ));
                     }
                     if let Some(want) = &case.fields {
                         let want: serde_json::Value = serde_json::from_str(want)?;
-                        if fields.as_ref() != Some(&want) {
+                        if got.first_fields.as_ref() != Some(&want) {
                             failures.push(format!(
-                                "{}: fields expected {want}, got {fields:?}",
-                                case.name
+                                "{}: fields expected {want}, got {:?}",
+                                case.name, got.first_fields
                             ));
                         }
+                    }
+                    if let Some(want) = &case.signals
+                        && *want != got.names
+                    {
+                        failures.push(format!(
+                            "{file_name}: {}\n  expected signals {want:?}\n  got              {:?}",
+                            case.name, got.names
+                        ));
+                    }
+                    let want_late = case.late.clone().unwrap_or_default();
+                    if want_late != got.late {
+                        failures.push(format!(
+                            "{file_name}: {}\n  expected late {want_late:?}\n  got late      {:?}",
+                            case.name, got.late
+                        ));
+                    }
+                    let want_dups = case.duplicates.unwrap_or(0);
+                    if want_dups != got.duplicates {
+                        failures.push(format!(
+                            "{file_name}: {}: expected {want_dups} duplicates, got {}",
+                            case.name, got.duplicates
+                        ));
                     }
                 }
                 Err(e) => failures.push(format!("{}: error {e:#}", case.name)),

@@ -1,9 +1,11 @@
 //! Engine-level behaviour that the corpus format cannot express: the live-run cap and its
-//! eviction counter, rule errors through the embedding API, mistyped event fields.
+//! eviction counter, rule errors through the embedding API, mistyped event fields, and the
+//! event-time layer through the embedding API (admission of each push, counters, explicit
+//! watermarks, option errors).
 
 use anyhow::Result;
 use strix::cep_core::reference::MatcherConfig;
-use strix::{Engine, EngineConfig, EngineError, FieldValue};
+use strix::{Admission, DedupOptions, Engine, EngineConfig, EngineError, FieldValue, TimeOptions};
 
 const RULES: &str = "
 event E { k: sym, v: i64 }
@@ -16,6 +18,7 @@ fn run_cap_evicts_oldest_and_counts() -> Result<()> {
         matcher: MatcherConfig {
             max_runs_per_key: 3,
         },
+        ..EngineConfig::default()
     };
     let mut engine = Engine::build("cap.cep", RULES, None, Default::default(), config)?;
     let mut signals = Vec::new();
@@ -89,4 +92,188 @@ fn embedding_errors_are_values() {
             .event("E", 0, &[("v", FieldValue::Str("x"))])
             .is_err()
     );
+}
+
+const TIMED: &str = "
+event E { k: sym, v: i64, id: u64 }
+event F { k: sym, v: i64 }
+rule pairs from E partition by k pattern a -> b define a as v == 1, b as v == 2 select all
+  after match no skip emit pair { k, first: a.v, second: b.v }
+";
+
+fn timed(time: TimeOptions) -> Result<Engine> {
+    let config = EngineConfig {
+        time,
+        ..EngineConfig::default()
+    };
+    Ok(Engine::build(
+        "timed.cep",
+        TIMED,
+        None,
+        Default::default(),
+        config,
+    )?)
+}
+
+fn e(engine: &mut Engine, ts_s: i64, v: i64, id: u64) -> Result<strix::cep_core::Event> {
+    Ok(engine.event(
+        "E",
+        ts_s * 1_000_000_000,
+        &[
+            ("k", FieldValue::Str("K")),
+            ("v", FieldValue::I64(v)),
+            ("id", FieldValue::U64(id)),
+        ],
+    )?)
+}
+
+#[test]
+fn push_reports_what_the_time_layer_did() -> Result<()> {
+    let mut engine = timed(TimeOptions {
+        max_delay: 2_000_000_000,
+        allowed_lateness: 1_000_000_000,
+        ..TimeOptions::default()
+    })?;
+    let mut signals = Vec::new();
+    let mut admissions = Vec::new();
+    // 10s: W = 10s - 2s - 1ns, buffered; 9s: reordered, buffered; 12s: W = 10s - 1ns releases
+    // 9s and 10s (12s waits), operators at 9s - 1ns; 9s again: behind W but within lateness,
+    // delivered at once; 5s: late; 13s: buffered; the end releases 12s and 13s.
+    for (ts, v) in [(10, 1), (9, 1), (12, 2), (9, 1), (5, 1), (13, 2)] {
+        let ev = e(&mut engine, ts, v, 0)?;
+        admissions.push(engine.push(&ev, |s| signals.push(s.to_json())));
+    }
+    assert_eq!(
+        admissions,
+        [
+            Admission::Buffered,
+            Admission::Buffered,
+            Admission::Buffered,
+            Admission::AdmittedLate,
+            Admission::Late,
+            Admission::Buffered,
+        ]
+    );
+    engine.finish(|s| signals.push(s.to_json()));
+    let stats = engine.engine_stats().time;
+    assert_eq!(
+        (stats.late, stats.admitted_late, stats.reordered),
+        (1, 1, 1)
+    );
+    assert_eq!(stats.max_buffered, 3);
+    assert_eq!(stats.buffered, 0);
+    assert_eq!(stats.watermark, i64::MAX);
+    // Delivery: 9s(1) 10s(0) 9s(3) 12s(2) 13s(5); the three `a`s all pair with 12s.
+    let seqs: Vec<&serde_json::Value> = signals.iter().map(|s| &s["seq"]).collect();
+    assert_eq!(
+        seqs,
+        [
+            &serde_json::json!([1, 2]),
+            &serde_json::json!([0, 2]),
+            &serde_json::json!([3, 2]),
+        ]
+    );
+    // Fields of rules read the right events although their seqs arrived out of order.
+    assert_eq!(
+        signals[0]["fields"],
+        serde_json::json!({"k": "K", "first": 1, "second": 2})
+    );
+    Ok(())
+}
+
+#[test]
+fn explicit_watermarks_release_buffered_events() -> Result<()> {
+    let mut engine = timed(TimeOptions {
+        max_delay: 3_600_000_000_000,
+        ..TimeOptions::default()
+    })?;
+    let mut n = 0;
+    for (ts, v) in [(2, 2), (1, 1)] {
+        let ev = e(&mut engine, ts, v, 0)?;
+        assert_eq!(engine.push(&ev, |_| n += 1), Admission::Buffered);
+    }
+    assert_eq!(n, 0);
+    engine.watermark_to(1_500_000_000, |_| n += 1);
+    // 1s is released, 2s is not (only times up to W + 1 ns are); the pair needs 2s.
+    assert_eq!(n, 0);
+    assert_eq!(engine.watermark(), 1_500_000_000);
+    engine.watermark_to(2_000_000_000, |_| n += 1);
+    assert_eq!(n, 1);
+    let late = e(&mut engine, 2, 1, 0)?;
+    assert_eq!(engine.push(&late, |_| n += 1), Admission::Late);
+    Ok(())
+}
+
+#[test]
+fn in_order_input_is_delivered_at_once_by_default() -> Result<()> {
+    let mut engine = Engine::from_rules("t.cep", TIMED)?;
+    let mut n = 0;
+    for (ts, v) in [(1, 1), (1, 2), (3, 2)] {
+        let ev = e(&mut engine, ts, v, 0)?;
+        assert_eq!(engine.push(&ev, |_| n += 1), Admission::Delivered);
+    }
+    assert_eq!(n, 1);
+    assert_eq!(engine.watermark(), 2_999_999_999);
+    let old = e(&mut engine, 2, 1, 0)?;
+    assert_eq!(engine.push(&old, |_| n += 1), Admission::Late);
+    let stats = engine.engine_stats().time;
+    assert_eq!((stats.late, stats.max_buffered, stats.reordered), (1, 0, 0));
+    Ok(())
+}
+
+#[test]
+fn dedup_drops_repeats_of_an_id() -> Result<()> {
+    let mut engine = timed(TimeOptions {
+        dedup: Some(DedupOptions {
+            field: "id".into(),
+            horizon: 60_000_000_000,
+        }),
+        ..TimeOptions::default()
+    })?;
+    let mut signals = Vec::new();
+    for (ts, v, id) in [(1, 1, 7), (2, 1, 7), (3, 2, 8), (100, 1, 7), (101, 2, 9)] {
+        let ev = e(&mut engine, ts, v, id)?;
+        let adm = engine.push(&ev, |s| signals.push(s.raw.seq.clone()));
+        assert_eq!(adm == Admission::Duplicate, ts == 2, "at {ts}s");
+    }
+    assert_eq!(engine.engine_stats().time.duplicates, 1);
+    assert_eq!(signals, vec![vec![0, 2], vec![3, 4]]);
+    Ok(())
+}
+
+#[test]
+fn bad_time_options_are_errors() {
+    let bad = |time: TimeOptions| match timed(time) {
+        Err(e) => match e.downcast::<EngineError>() {
+            Ok(EngineError::Time(msg)) => msg,
+            other => panic!("expected a time error, got {other:?}"),
+        },
+        Ok(_) => panic!("accepted"),
+    };
+    let msg = bad(TimeOptions {
+        max_delay_per_type: vec![("Nope".into(), 1)],
+        ..TimeOptions::default()
+    });
+    assert!(msg.contains("unknown event type `Nope`"), "{msg}");
+    let msg = bad(TimeOptions {
+        max_delay_per_type: vec![("F".into(), 1), ("F".into(), 2)],
+        ..TimeOptions::default()
+    });
+    assert!(msg.contains("more than one max delay for `F`"), "{msg}");
+    let msg = bad(TimeOptions {
+        allowed_lateness: -5,
+        ..TimeOptions::default()
+    });
+    assert!(
+        msg.contains("allowed lateness must not be negative"),
+        "{msg}"
+    );
+    let msg = bad(TimeOptions {
+        dedup: Some(DedupOptions {
+            field: "serial".into(),
+            horizon: 1,
+        }),
+        ..TimeOptions::default()
+    });
+    assert!(msg.contains("`serial`"), "{msg}");
 }

@@ -61,6 +61,7 @@ fn replay_market(tape: &Path) -> Result<(Vec<u8>, ReplayReport)> {
         rules: root().join("examples/rules/market.cep"),
         tape: tape.to_path_buf(),
         max_runs_per_key: 10_000,
+        time: Default::default(),
     };
     let mut out = Vec::new();
     let report = replay(&opts, &mut out, &mut |_, _| {})?;

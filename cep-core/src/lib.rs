@@ -8,6 +8,8 @@
 //! - [`expr`]: compiled conditions evaluated against an event and a partial match.
 //! - [`nfa`]: the compiled automaton of one rule ([`nfa::Builder`] -> [`nfa::Nfa`]).
 //! - [`rule`]: a compiled rule (stream filter, partition key, automaton, emit spec).
+//! - [`time`]: the event-time layer: reorder buffer, watermarks, allowed lateness, dedup (input:
+//!   events in arrival order; output: events in time order and watermarks for the operators).
 //! - [`query`]: windowed queries over event time (input: events and watermarks; output: derived
 //!   events that rules and other queries read).
 //! - [`reference`](mod@reference): the reference matcher, the semantic oracle (input: events; output: [`signal::Signal`]s).
@@ -24,6 +26,7 @@ pub mod rule;
 pub mod schema;
 pub mod signal;
 pub mod symbol;
+pub mod time;
 pub mod value;
 
 pub use event::{Event, EventBatch, EventView};
