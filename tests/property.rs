@@ -44,11 +44,11 @@ use strix::{Engine, EngineConfig, FieldValue};
 /// absence `-> !x` (needs the language additions of issue 3). Trailing absences complete on the
 /// watermark, so their expected order assumes the engine passes `ts - 1` to every matcher
 /// before each event.
-const NEW_CONSTRUCTS: bool = false;
+const NEW_CONSTRUCTS: bool = true;
 
 /// Compare `select first` signals per partition exactly, in start order (SQL:2016). Off: the
 /// weaker checks described in the module docs.
-const STRICT_SELECT_FIRST_ORDER: bool = false;
+const STRICT_SELECT_FIRST_ORDER: bool = true;
 
 /// Random cases per run.
 const CASES: u32 = 5000;
