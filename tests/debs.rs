@@ -168,10 +168,20 @@ fn close_enough(a: f64, b: f64) -> bool {
 
 #[test]
 fn debs2022_crossovers_equal_the_straightforward_computation() -> Result<()> {
-    let tape_path = tmp("ticks.tape");
-    let mut spec = GenSpec::new(EVENTS, 2022);
-    spec.symbols = SYMBOLS;
-    write_tape(Generator::Ticks, &spec, &tape_path, &mut |_| {})?;
+    // `STRIX_DEBS_TAPE` checks a given tape instead (e.g. a 10M-event `strix gen ticks` tape),
+    // and `STRIX_DEBS_SIGNALS` the signals of an earlier (release) replay of it.
+    let given_tape = std::env::var_os("STRIX_DEBS_TAPE").map(PathBuf::from);
+    let given_signals = std::env::var_os("STRIX_DEBS_SIGNALS").map(PathBuf::from);
+    let tape_path = match &given_tape {
+        Some(p) => p.clone(),
+        None => {
+            let p = tmp("ticks.tape");
+            let mut spec = GenSpec::new(EVENTS, 2022);
+            spec.symbols = SYMBOLS;
+            write_tape(Generator::Ticks, &spec, &p, &mut |_| {})?;
+            p
+        }
+    };
     let tape = TapeReader::open(&tape_path)?;
     let (mut expected, traded) = expected_crossovers(&tape)?;
 
@@ -199,25 +209,10 @@ fn debs2022_crossovers_equal_the_straightforward_computation() -> Result<()> {
         market_windows.len()
     );
 
-    let signals = tmp("debs.jsonl");
-    let out = Command::new(env!("CARGO_BIN_EXE_strix"))
-        .args([
-            "replay",
-            "--rules",
-            s(&rules()),
-            "--tape",
-            s(&tape_path),
-            "--out",
-            s(&signals),
-            "--json",
-        ])
-        .output()
-        .context("running strix replay")?;
-    ensure!(
-        out.status.success(),
-        "replay failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let signals = given_signals.clone().unwrap_or_else(|| tmp("debs.jsonl"));
+    if given_signals.is_none() {
+        run_replay(&tape_path, &signals)?;
+    }
     let mut replayed = replayed_crossovers(&std::fs::read_to_string(&signals)?)?;
 
     let order = |a: &Crossover, b: &Crossover| {
@@ -245,8 +240,35 @@ fn debs2022_crossovers_equal_the_straightforward_computation() -> Result<()> {
             "EMAs differ: expected {e:?}, replayed {r:?}"
         );
     }
-    std::fs::remove_file(&tape_path).ok();
-    std::fs::remove_file(&signals).ok();
+    if given_tape.is_none() {
+        std::fs::remove_file(&tape_path).ok();
+    }
+    if given_signals.is_none() {
+        std::fs::remove_file(&signals).ok();
+    }
+    Ok(())
+}
+
+/// `strix replay` of the DEBS rules over `tape`, signals to `signals`.
+fn run_replay(tape: &Path, signals: &Path) -> Result<()> {
+    let out = Command::new(env!("CARGO_BIN_EXE_strix"))
+        .args([
+            "replay",
+            "--rules",
+            s(&rules()),
+            "--tape",
+            s(tape),
+            "--out",
+            s(signals),
+            "--json",
+        ])
+        .output()
+        .context("running strix replay")?;
+    ensure!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 
