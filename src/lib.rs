@@ -247,11 +247,6 @@ pub struct Engine {
     /// Scratch: one query's output, then indices of derived events an operator reads.
     emitted: Vec<Event>,
     inbox: Vec<usize>,
-    /// When events can reach the rules out of sequence order (reordered input, admitted late
-    /// events, derived events from several queries), the rules see delivery ordinals instead
-    /// of sequence numbers, so that their "earlier" is "delivered earlier" (row order in time);
-    /// `seq_of[ordinal]` is the real sequence number, put back into every signal.
-    seq_of: Option<Vec<u64>>,
 }
 
 impl Engine {
@@ -299,10 +294,6 @@ impl Engine {
             .map(|(i, r)| ReferenceMatcher::new(r.clone(), i, config.matcher))
             .collect();
         let operators = queries.len() + matchers.len();
-        let may_reorder = time.max_delay > 0
-            || !time.max_delay_per_type.is_empty()
-            || time.allowed_lateness > 0
-            || !queries.is_empty();
         Ok(Self {
             program,
             symbols,
@@ -317,7 +308,6 @@ impl Engine {
             derived: Vec::new(),
             emitted: Vec::new(),
             inbox: Vec::new(),
-            seq_of: may_reorder.then(Vec::new),
         })
     }
 
@@ -499,19 +489,7 @@ impl Engine {
         if self.pending.is_empty() {
             return;
         }
-        let mut pending = std::mem::take(&mut self.pending);
-        if let Some(seq_of) = &self.seq_of {
-            for raw in &mut pending {
-                for s in &mut raw.seq {
-                    // Ordinals index `seq_of` by construction; keep the value if one does not.
-                    *s = usize::try_from(*s)
-                        .ok()
-                        .and_then(|i| seq_of.get(i))
-                        .copied()
-                        .unwrap_or(*s);
-                }
-            }
-        }
+        let pending = std::mem::take(&mut self.pending);
         for raw in &pending {
             on_signal(Signal { engine: self, raw });
         }
@@ -539,7 +517,6 @@ impl Engine {
                 q.on_event(e);
             }
         }
-        let e = ordinal(&mut self.seq_of, e);
         for m in &mut self.matchers {
             m.on_event(e, &mut self.pending);
         }
@@ -596,7 +573,7 @@ impl Engine {
                             *at = before;
                             m.on_watermark(before, &mut self.pending);
                         }
-                        m.on_event(ordinal(&mut self.seq_of, d.view()), &mut self.pending);
+                        m.on_event(d.view(), &mut self.pending);
                     }
                 }
             }
@@ -658,20 +635,6 @@ impl Engine {
             (Value::F64(x), _) => serde_json::Number::from_f64(x)
                 .map_or(serde_json::Value::Null, serde_json::Value::Number),
             (Value::Bool(b), _) => json!(b),
-        }
-    }
-}
-
-/// The view the rules get: `e` itself, or with its delivery ordinal as `seq` (recorded in
-/// `seq_of`) when delivery can leave sequence order.
-#[inline]
-fn ordinal<'a>(seq_of: &mut Option<Vec<u64>>, e: EventView<'a>) -> EventView<'a> {
-    match seq_of {
-        None => e,
-        Some(seqs) => {
-            let ord = seqs.len() as u64;
-            seqs.push(e.seq);
-            EventView { seq: ord, ..e }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The reference matcher: simple, obviously correct, and the oracle every faster matcher is
 //! tested against.
 //!
-//! Input: the events of one stream in `(ts, seq)` order, one at a time
+//! Input: the events of one stream in event-time order, one at a time
 //! ([`ReferenceMatcher::on_event`]), and watermarks ([`ReferenceMatcher::on_watermark`]).
 //! Output: [`Signal`]s for one rule (matches and, with `on timeout emit`, timeouts). Next stage: a
 //! sink.
@@ -76,6 +76,9 @@ pub struct MatcherStats {
 
 #[derive(Debug, Clone)]
 struct StoredEvent {
+    /// Delivery position in this matcher (what runs refer to events by).
+    pos: u64,
+    /// Sequence number (the tape's, or the engine's for derived events), reported in signals.
     seq: u64,
     ts: i64,
     type_id: u16,
@@ -110,18 +113,18 @@ struct Run {
     kind: RunKind,
     /// Negations the events this run skips must not satisfy.
     guards: Vec<Guard>,
-    start_seq: u64,
+    start_pos: u64,
     start_ts: i64,
     /// Event time the match completed at (`Accepted`): its last event's, or the deadline.
     done_ts: i64,
-    /// Bound events in order: (variable, seq).
+    /// Bound events in order: (variable, delivery position).
     taken: Vec<(VarId, u64)>,
 }
 
 #[derive(Debug, Default)]
 struct Partition {
     /// Seq of the partition's first event: timers and end of stream visit partitions in this order.
-    first_seq: u64,
+    first_pos: u64,
     history: VecDeque<StoredEvent>,
     runs: Vec<Run>,
     /// The deadline this partition has in the timer heap, if any.
@@ -136,8 +139,8 @@ struct RunBindings<'a> {
 }
 
 impl RunBindings<'_> {
-    fn find(&self, seq: u64) -> Option<EventView<'_>> {
-        let i = self.history.binary_search_by_key(&seq, |e| e.seq).ok()?;
+    fn find(&self, pos: u64) -> Option<EventView<'_>> {
+        let i = self.history.binary_search_by_key(&pos, |e| e.pos).ok()?;
         Some(self.history[i].view())
     }
 }
@@ -150,8 +153,8 @@ impl Bindings for RunBindings<'_> {
         self.taken.iter().filter(|(v, _)| *v == var).count()
     }
     fn var_event(&self, var: VarId, i: usize) -> Option<EventView<'_>> {
-        let (_, seq) = self.taken.iter().filter(|(v, _)| *v == var).nth(i)?;
-        self.find(*seq)
+        let (_, pos) = self.taken.iter().filter(|(v, _)| *v == var).nth(i)?;
+        self.find(*pos)
     }
     fn prev(&self, n: u32) -> Option<EventView<'_>> {
         let i = self.current.checked_sub(n as usize)?;
@@ -167,8 +170,11 @@ pub struct ReferenceMatcher {
     config: MatcherConfig,
     keep_prev: usize,
     partitions: HashMap<PartitionKey, Partition>,
-    /// (deadline, partition first seq, key), earliest first.
+    /// (deadline, partition first position, key), earliest first.
     timers: BinaryHeap<Reverse<(i64, u64, PartitionKey)>>,
+    /// Delivery position of the next event. Runs refer to events by position, not by `seq`, so
+    /// the matcher needs no particular `seq` order (reordered or derived input).
+    next_pos: u64,
     stats: MatcherStats,
 }
 
@@ -189,6 +195,7 @@ impl ReferenceMatcher {
             keep_prev,
             partitions: HashMap::new(),
             timers: BinaryHeap::new(),
+            next_pos: 0,
             stats: MatcherStats::default(),
         }
     }
@@ -203,7 +210,8 @@ impl ReferenceMatcher {
         self.stats
     }
 
-    /// Feeds one event (events must arrive in `(ts, seq)` order); signals are appended to `out`.
+    /// Feeds one event (events arrive in event-time order, ties in delivery order; `seq` may be in
+    /// any order); signals are appended to `out`.
     ///
     /// The event's partition first expires what the watermark `ts - 1` would expire (so direct
     /// users see the same signals as the engine, which sends that watermark first).
@@ -213,10 +221,12 @@ impl ReferenceMatcher {
         }
         self.stats.events += 1;
         let key = self.rule.key_of(&e);
+        let pos = self.next_pos;
+        self.next_pos += 1;
         let part = self.partitions.entry(key).or_insert_with(|| {
             self.stats.partitions += 1;
             Partition {
-                first_seq: e.seq,
+                first_pos: pos,
                 ..Partition::default()
             }
         });
@@ -230,12 +240,13 @@ impl ReferenceMatcher {
         };
         ctx.expire(part, e.ts.saturating_sub(1));
         part.history.push_back(StoredEvent {
+            pos,
             seq: e.seq,
             ts: e.ts,
             type_id: e.type_id,
             slots: e.slots.into(),
         });
-        ctx.step(part, e.seq, e.ts);
+        ctx.step(part, pos, e.ts);
 
         let live = part.runs.len();
         if live > self.config.max_runs_per_key {
@@ -300,7 +311,7 @@ impl ReferenceMatcher {
         let mut keys: Vec<(u64, PartitionKey)> = self
             .partitions
             .iter()
-            .map(|(k, p)| (p.first_seq, *k))
+            .map(|(k, p)| (p.first_pos, *k))
             .collect();
         keys.sort_unstable();
         for (_, key) in keys {
@@ -350,7 +361,7 @@ fn arm(
         return;
     }
     part.timer = Some(next);
-    timers.push(Reverse((next, part.first_seq, key)));
+    timers.push(Reverse((next, part.first_pos, key)));
 }
 
 /// Drops history no run (nor a `prev` from one of its events) can refer to any more.
@@ -358,10 +369,10 @@ fn prune_history(part: &mut Partition, keep_prev: usize) {
     let oldest = part
         .runs
         .iter()
-        .map(|r| r.start_seq)
+        .map(|r| r.start_pos)
         .min()
         .unwrap_or(u64::MAX);
-    let first_needed = part.history.partition_point(|h| h.seq < oldest);
+    let first_needed = part.history.partition_point(|h| h.pos < oldest);
     let keep_from = first_needed
         .saturating_sub(keep_prev)
         .min(part.history.len().saturating_sub(keep_prev + 1));
@@ -370,7 +381,7 @@ fn prune_history(part: &mut Partition, keep_prev: usize) {
 
 /// Start sequence numbers whose runs the after-match strategy drops after match `m`.
 fn skip_range(strategy: AfterMatch, m: &Run) -> Option<Range<u64>> {
-    let first = m.start_seq;
+    let first = m.start_pos;
     let last = m.taken.last().map_or(first, |t| t.1);
     let bound = |var: VarId, pick_last: bool| {
         let mut it = m.taken.iter().filter(|t| t.0 == var).map(|t| t.1);
@@ -416,7 +427,7 @@ impl Ctx<'_> {
     }
 
     /// Advances every run of the partition over its newest event, starts new runs, reports.
-    fn step(&mut self, part: &mut Partition, seq: u64, ts: i64) {
+    fn step(&mut self, part: &mut Partition, pos: u64, ts: i64) {
         let nfa = &self.rule.nfa;
         let cur = part.history.len() - 1;
         let select_all = nfa.selection == Selection::All;
@@ -461,7 +472,7 @@ impl Ctx<'_> {
                     let ok = self.satisfies(part, st.var, &run.taken, cur);
                     if ok {
                         let mut taken = run.clone();
-                        taken.taken.push((st.var, seq));
+                        taken.taken.push((st.var, pos));
                         for edge in &st.next {
                             follow(&mut next, &mut completed, edge, &taken);
                         }
@@ -486,10 +497,10 @@ impl Ctx<'_> {
                     state: s,
                     kind: RunKind::Waiting,
                     guards: Vec::new(),
-                    start_seq: seq,
+                    start_pos: pos,
                     start_ts: ts,
                     done_ts: ts,
-                    taken: vec![(st.var, seq)],
+                    taken: vec![(st.var, pos)],
                 };
                 for edge in &st.next {
                     follow(&mut next, &mut completed, edge, &base);
@@ -503,8 +514,8 @@ impl Ctx<'_> {
             while !pending.is_empty() {
                 let m = pending.remove(0);
                 if let Some(drop) = self.report(part, &m) {
-                    part.runs.retain(|r| !drop.contains(&r.start_seq));
-                    pending.retain(|r| !drop.contains(&r.start_seq));
+                    part.runs.retain(|r| !drop.contains(&r.start_pos));
+                    pending.retain(|r| !drop.contains(&r.start_pos));
                 }
             }
         } else {
@@ -522,11 +533,11 @@ impl Ctx<'_> {
             .runs
             .iter()
             .filter(|r| deadline(w, r.start_ts) <= upto)
-            .map(|r| r.start_seq)
+            .map(|r| r.start_pos)
             .collect();
         starts.dedup();
         for start in starts {
-            let Some(first) = part.runs.iter().position(|r| r.start_seq == start) else {
+            let Some(first) = part.runs.iter().position(|r| r.start_pos == start) else {
                 continue; // dropped by an earlier match's after-match strategy
             };
             let due = deadline(w, part.runs[first].start_ts);
@@ -536,19 +547,19 @@ impl Ctx<'_> {
                 while let Some(i) = part
                     .runs
                     .iter()
-                    .position(|r| r.start_seq == start && r.kind == RunKind::Absent)
+                    .position(|r| r.start_pos == start && r.kind == RunKind::Absent)
                 {
                     let mut m = part.runs.remove(i);
                     m.done_ts = due;
                     if let Some(drop) = self.report(part, &m) {
-                        part.runs.retain(|r| !drop.contains(&r.start_seq));
+                        part.runs.retain(|r| !drop.contains(&r.start_pos));
                     }
                 }
                 let mut seen: Vec<Vec<(VarId, u64)>> = Vec::new();
                 let group: Vec<Run> = part
                     .runs
                     .iter()
-                    .filter(|r| r.start_seq == start)
+                    .filter(|r| r.start_pos == start)
                     .cloned()
                     .collect();
                 for r in group {
@@ -557,9 +568,9 @@ impl Ctx<'_> {
                         seen.push(r.taken);
                     }
                 }
-                part.runs.retain(|r| r.start_seq != start);
+                part.runs.retain(|r| r.start_pos != start);
             } else {
-                for r in part.runs.iter_mut().filter(|r| r.start_seq == start) {
+                for r in part.runs.iter_mut().filter(|r| r.start_pos == start) {
                     if r.kind == RunKind::Absent {
                         r.kind = RunKind::Accepted;
                         r.done_ts = due;
@@ -568,13 +579,13 @@ impl Ctx<'_> {
                 let matched = part
                     .runs
                     .iter()
-                    .any(|r| r.start_seq == start && r.kind == RunKind::Accepted);
+                    .any(|r| r.start_pos == start && r.kind == RunKind::Accepted);
                 if !matched {
                     let preferred = part.runs[first].clone();
                     self.timeout(part, &preferred, due);
                 }
                 part.runs
-                    .retain(|r| r.start_seq != start || r.kind == RunKind::Accepted);
+                    .retain(|r| r.start_pos != start || r.kind == RunKind::Accepted);
                 self.report_preferred(part);
             }
         }
@@ -609,8 +620,8 @@ impl Ctx<'_> {
             let m = part.runs.remove(0);
             let drop = self.report(part, &m);
             part.runs.retain(|r| {
-                r.start_seq != m.start_seq
-                    && !drop.as_ref().is_some_and(|d| d.contains(&r.start_seq))
+                r.start_pos != m.start_pos
+                    && !drop.as_ref().is_some_and(|d| d.contains(&r.start_pos))
             });
         }
     }
@@ -624,9 +635,9 @@ impl Ctx<'_> {
         ts: i64,
     ) -> Signal {
         let history = &part.history;
-        let last_seq = m.taken.last().map_or(m.start_seq, |t| t.1);
+        let last_pos = m.taken.last().map_or(m.start_pos, |t| t.1);
         let current = history
-            .binary_search_by_key(&last_seq, |e| e.seq)
+            .binary_search_by_key(&last_pos, |e| e.pos)
             .unwrap_or(history.len().saturating_sub(1));
         let b = RunBindings {
             history,
@@ -643,7 +654,15 @@ impl Ctx<'_> {
             rule: self.rule_index,
             ts,
             key: self.key,
-            seq: m.taken.iter().map(|t| t.1).collect(),
+            // Every bound event is still in the history (pruning keeps the oldest run's start).
+            seq: m
+                .taken
+                .iter()
+                .filter_map(|t| {
+                    let i = history.binary_search_by_key(&t.1, |e| e.pos).ok()?;
+                    Some(history[i].seq)
+                })
+                .collect(),
             fields,
         }
     }

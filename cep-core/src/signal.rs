@@ -28,7 +28,8 @@ pub struct Signal {
     pub ts: i64,
     /// Partition key of the match.
     pub key: PartitionKey,
-    /// Tape sequence numbers of the matched events, ascending.
+    /// Sequence numbers of the matched events in match order (ascending unless the input was
+    /// reordered by event time).
     pub seq: Vec<u64>,
     /// Emit fields in declaration order.
     pub fields: Vec<Value>,
