@@ -10,6 +10,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use strix::cep_core::expr::ExprDisplay;
 use strix::cep_core::nfa::{AfterMatch, Contiguity, Edge, Selection, Target};
+use strix::cep_core::query::{WindowExprDisplay, format_duration};
+use strix::cep_core::rule::Program;
 use strix::cep_core::symbol::SymbolTable;
 use strix::feeds;
 use strix::feeds::r#gen::Generator;
@@ -36,7 +38,8 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Show each rule's compiled automaton: states, transitions and conditions.
+    /// Show each query (window, groups, emitted fields) and each rule's compiled automaton:
+    /// states, transitions and conditions.
     Explain {
         /// Rule file (.cep).
         file: PathBuf,
@@ -49,7 +52,8 @@ enum Command {
     /// Create, inspect and export tapes.
     #[command(subcommand)]
     Tape(TapeCommand),
-    /// Generate synthetic tapes with labelled injected patterns.
+    /// Generate synthetic tapes: market or card events with labelled injected patterns, or
+    /// unlabelled ticks.
     #[command(subcommand)]
     Gen(GenCommand),
 }
@@ -281,12 +285,7 @@ fn check(files: &[PathBuf]) -> Result<ExitCode> {
         let src = read(f)?;
         let mut symbols = SymbolTable::new();
         match strix::pattern_lang::compile(&src, None, &mut symbols) {
-            Ok(p) => println!(
-                "{}: ok ({} event types, {} rules)",
-                f.display(),
-                p.catalog.types().len(),
-                p.rules.len()
-            ),
+            Ok(p) => println!("{}: ok ({})", f.display(), counts(&p)),
             Err(d) => {
                 failed += 1;
                 eprintln!("{}", d.render(&f.display().to_string(), &src));
@@ -300,12 +299,115 @@ fn check(files: &[PathBuf]) -> Result<ExitCode> {
     })
 }
 
+/// `N` followed by `one` or `many`.
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// What a program declares: `2 event types (1 derived), 1 query, 2 rules`.
+fn counts(p: &Program) -> String {
+    let types = p.catalog.types().len();
+    let derived = (0..types)
+        .filter(|&t| u16::try_from(t).is_ok_and(|t| p.catalog.is_derived(t)))
+        .count();
+    let mut s = plural(types, "event type", "event types");
+    if derived > 0 {
+        s.push_str(&format!(" ({derived} derived)"));
+    }
+    format!(
+        "{s}, {}, {}",
+        plural(p.queries.len(), "query", "queries"),
+        plural(p.rules.len(), "rule", "rules")
+    )
+}
+
+/// The names of `types`, each derived one followed by the query that emits it.
+fn type_names(program: &Program, types: &[strix::cep_core::schema::TypeId]) -> String {
+    let names: Vec<String> = types
+        .iter()
+        .filter_map(|&t| {
+            let name = &program.catalog.event_type(t)?.name;
+            Some(match program.queries.iter().find(|q| q.output == t) {
+                Some(q) => format!("{name} (derived by query {})", q.name),
+                None => name.clone(),
+            })
+        })
+        .collect();
+    names.join(", ")
+}
+
+/// The text of `strix explain` for one query.
+fn explain_query(
+    out: &mut impl Write,
+    program: &Program,
+    symbols: &SymbolTable,
+    query: &strix::cep_core::query::Query,
+) -> Result<()> {
+    let expr = ExprDisplay {
+        vars: &[],
+        symbols: Some(symbols),
+        catalog: Some(&program.catalog),
+    };
+    let disp = WindowExprDisplay { query, expr };
+    let output = program
+        .catalog
+        .event_type(query.output)
+        .map_or("?", |t| t.name.as_str());
+    writeln!(out, "query {}  (derived events `{output}`)", query.name)?;
+    writeln!(out, "  reads      {}", type_names(program, &query.from))?;
+    writeln!(
+        out,
+        "  where      {}",
+        query
+            .filter
+            .as_ref()
+            .map_or("(none: every event)".into(), |f| expr.render(f))
+    )?;
+    let groups: Vec<&str> = query.group_by.iter().map(|f| f.name.as_str()).collect();
+    writeln!(
+        out,
+        "  group by   {}",
+        if groups.is_empty() {
+            "(none: one group)".into()
+        } else {
+            groups.join(", ")
+        }
+    )?;
+    writeln!(out, "  window     {}", query.window)?;
+    writeln!(
+        out,
+        "  having     {}",
+        query
+            .having
+            .as_ref()
+            .map_or("(none: every window)".into(), |h| disp.render(h))
+    )?;
+    writeln!(out, "  emit {output} {{")?;
+    for f in &query.emit {
+        writeln!(
+            out,
+            "    {}: {} = {}",
+            f.name,
+            program.catalog.type_name(f.ty),
+            disp.render(&f.expr)
+        )?;
+    }
+    writeln!(out, "  }}")?;
+    writeln!(out)?;
+    Ok(())
+}
+
 fn explain(file: &Path, dot: bool) -> Result<()> {
     let src = read(file)?;
     let mut symbols = SymbolTable::new();
     let program = strix::pattern_lang::compile(&src, None, &mut symbols)
         .map_err(|d| anyhow::anyhow!("{}", d.render(&file.display().to_string(), &src)))?;
     let out = &mut std::io::stdout().lock();
+    if !dot {
+        for q in &program.queries {
+            explain_query(out, &program, &symbols, q)?;
+        }
+    }
     for rule in &program.rules {
         let nfa = &rule.nfa;
         let names: Vec<String> = nfa.vars.iter().map(|v| v.name.clone()).collect();
@@ -385,13 +487,7 @@ fn explain(file: &Path, dot: bool) -> Result<()> {
             continue;
         }
         writeln!(out, "rule {}  (signal `{}`)", rule.name, rule.emit.signal)?;
-        let from: Vec<&str> = rule
-            .from
-            .iter()
-            .filter_map(|t| program.catalog.event_type(*t))
-            .map(|t| t.name.as_str())
-            .collect();
-        writeln!(out, "  reads      {}", from.join(", "))?;
+        writeln!(out, "  reads      {}", type_names(&program, &rule.from))?;
         let part: Vec<&str> = rule.partition_by.iter().map(|f| f.name.as_str()).collect();
         writeln!(
             out,
@@ -406,8 +502,7 @@ fn explain(file: &Path, dot: bool) -> Result<()> {
         writeln!(
             out,
             "  within     {}",
-            nfa.within
-                .map_or("(unbounded)".into(), |w| format!("{} ms", w as f64 / 1e6))
+            nfa.within.map_or("(unbounded)".into(), format_duration)
         )?;
         writeln!(
             out,

@@ -119,7 +119,7 @@ fn check_reports_misspelled_field_with_caret() -> Result<()> {
 
 #[test]
 fn check_accepts_the_example_rules() -> Result<()> {
-    for f in ["market.cep", "cards.cep", "lobster.cep"] {
+    for f in ["market.cep", "cards.cep", "lobster.cep", "debs2022.cep"] {
         let p = example(f);
         let out = strix(&["check", s(&p)])?;
         assert!(out.status.success(), "{f}: {}", text(&out.stderr));
@@ -133,6 +133,112 @@ fn check_accepts_the_example_rules() -> Result<()> {
         let out = strix(&["explain", "--dot", s(&p)])?;
         assert!(text(&out.stdout).starts_with("digraph"));
     }
+    Ok(())
+}
+
+#[test]
+fn check_and_explain_show_windowed_queries() -> Result<()> {
+    let p = example("debs2022.cep");
+    let out = strix(&["check", s(&p)])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    // `Tick` from the tape and `ema_bar` derived by the query.
+    assert!(
+        stdout.contains("ok (2 event types (1 derived), 1 query, 2 rules)"),
+        "{stdout}"
+    );
+    let out = strix(&["check", s(&example("market.cep"))])?;
+    assert!(
+        text(&out.stdout).contains("ok (3 event types, 0 queries, 2 rules)"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = strix(&["explain", s(&p)])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().map(str::trim_end).collect();
+    let at = |line: &str| lines.iter().position(|l| *l == line);
+    let query = at("query ema_5m  (derived events `ema_bar`)").context(stdout.clone())?;
+    for expected in [
+        "  reads      Tick",
+        "  where      (none: every event)",
+        "  group by   symbol",
+        "  window     tumbling 5m",
+        "  having     (none: every window)",
+        "  emit ema_bar {",
+        "    symbol: sym = symbol",
+        "    close: f64 = last(last_trade_price)",
+        "    ema38: f64 = ema(last(last_trade_price), 38)",
+        "    ema100: f64 = ema(last(last_trade_price), 100)",
+    ] {
+        let i = at(expected).with_context(|| format!("missing {expected:?} in\n{stdout}"))?;
+        assert!(i > query, "{expected:?} before the query header\n{stdout}");
+    }
+    // Queries come before the rules, which name the query their input comes from.
+    let rule = at("rule bullish  (signal `bullish`)").context(stdout.clone())?;
+    assert!(query < rule, "{stdout}");
+    assert_eq!(
+        lines.get(rule + 1).copied(),
+        Some("  reads      ema_bar (derived by query ema_5m)"),
+        "{stdout}"
+    );
+
+    // Graphviz output covers the rules only, and still works with a query in the file.
+    let out = strix(&["explain", "--dot", s(&p)])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dot = text(&out.stdout);
+    assert!(dot.starts_with("digraph \"bullish\""), "{dot}");
+    assert!(dot.contains("digraph \"bearish\""), "{dot}");
+    assert!(!dot.contains("ema_5m"), "{dot}");
+    Ok(())
+}
+
+#[test]
+fn explain_prints_durations_as_written() -> Result<()> {
+    let rules = tmp("windows.cep");
+    std::fs::write(
+        &rules,
+        "event Trade { symbol: sym, price: f64, qty: i64 }\n\
+         query a from Trade where price > 0 group by symbol window sliding 5m every 1m\n\
+           having count(*) >= 2 emit bar { symbol, vwap: sum(price * qty) / sum(qty), end: window_end }\n\
+         query b from bar window session gap 1500ms emit quiet { n: count(*) }\n\
+         rule pair from Trade pattern x y within 90s emit pair { }\n",
+    )?;
+    let out = strix(&["explain", s(&rules)])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for expected in [
+        "  where      (price > 0)\n",
+        "  window     sliding 5m every 1m\n",
+        "  having     (count(*) >= 2)\n",
+        "    vwap: f64 = (sum(price * qty) / sum(qty))\n",
+        "    end: ts = window_end\n",
+        "  reads      bar (derived by query a)\n",
+        "  group by   (none: one group)\n",
+        "  window     session gap 1500ms\n",
+        "  within     90s\n",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in\n{stdout}"
+        );
+    }
+    let out = strix(&["check", s(&rules)])?;
+    assert!(
+        text(&out.stdout).contains("ok (3 event types (2 derived), 2 queries, 1 rule)"),
+        "{}",
+        text(&out.stdout)
+    );
+    Ok(())
+}
+
+#[test]
+fn gen_help_does_not_promise_labels_for_ticks() -> Result<()> {
+    let out = strix(&["gen", "--help"])?;
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    assert!(help.contains("unlabelled ticks"), "{help}");
     Ok(())
 }
 

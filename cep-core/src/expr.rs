@@ -453,7 +453,7 @@ impl ExprDisplay<'_> {
             .unwrap_or_else(|| format!("var#{v}"))
     }
 
-    fn value(&self, v: Value, hint: Option<FieldType>) -> String {
+    pub(crate) fn value(&self, v: Value, hint: Option<FieldType>) -> String {
         match (v, hint) {
             (Value::Sym(s), _) => match self.symbols.and_then(|t| t.name(s)) {
                 Some(n) => format!("{n:?}"),
@@ -478,7 +478,7 @@ impl ExprDisplay<'_> {
         }
     }
 
-    fn hint(e: &Expr) -> Option<FieldType> {
+    pub(crate) fn hint(e: &Expr) -> Option<FieldType> {
         match e {
             Expr::Field(f) | Expr::Prev { field: f, .. } | Expr::InVar { field: f, .. } => {
                 Some(f.ty)

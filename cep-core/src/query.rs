@@ -18,9 +18,10 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 
 use crate::event::{Event, EventView, Label};
-use crate::expr::{Bindings, CmpOp, Expr, FieldAccess, VarId};
+use crate::expr::{Bindings, CmpOp, Expr, ExprDisplay, FieldAccess, VarId};
 use crate::rule::MAX_KEY_FIELDS;
 use crate::schema::{FieldType, TypeId};
 use crate::value::{ArithOp, Value, arith};
@@ -48,6 +49,44 @@ pub enum WindowSpec {
         /// Largest distance between consecutive events of one session.
         gap: i64,
     },
+}
+
+/// Formats a duration in ns as the rule language writes it, in the largest unit that divides it
+/// exactly: `5m`, `1500ms`, `30s`, `0`.
+pub fn format_duration(ns: i64) -> String {
+    const UNITS: [(&str, i64); 7] = [
+        ("d", 86_400_000_000_000),
+        ("h", 3_600_000_000_000),
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("us", 1_000),
+        ("ns", 1),
+    ];
+    if ns == 0 {
+        return "0".into();
+    }
+    let (unit, len) = UNITS
+        .into_iter()
+        .find(|&(_, len)| ns % len == 0)
+        .unwrap_or(("ns", 1));
+    format!("{}{unit}", ns / len)
+}
+
+/// As written in a query: `tumbling 5m`, `sliding 5m every 1m`, `session gap 30s`.
+impl fmt::Display for WindowSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            WindowSpec::Tumbling { size } => write!(f, "tumbling {}", format_duration(size)),
+            WindowSpec::Sliding { size, slide } => write!(
+                f,
+                "sliding {} every {}",
+                format_duration(size),
+                format_duration(slide)
+            ),
+            WindowSpec::Session { gap } => write!(f, "session gap {}", format_duration(gap)),
+        }
+    }
 }
 
 /// An aggregate function over a window's events.
@@ -205,6 +244,124 @@ pub struct Query {
     pub having: Option<WindowExpr>,
     /// Fields of the derived events, in output-type slot order.
     pub emit: Vec<OutputField>,
+}
+
+/// Renders a query's per-window expressions (`having`, `emit`) and aggregates as query-language
+/// text (for `strix explain`); per-event parts (aggregate arguments) go through [`ExprDisplay`].
+#[derive(Debug, Clone, Copy)]
+pub struct WindowExprDisplay<'a> {
+    /// The query whose aggregates, `ema`s and `group by` fields the expressions refer to.
+    pub query: &'a Query,
+    /// Renderer of per-event expressions (queries have no pattern variables: `vars` may be empty).
+    pub expr: ExprDisplay<'a>,
+}
+
+impl WindowExprDisplay<'_> {
+    /// Renders `a`: `count(*)`, `sum(price)`, `last(price)`, ...
+    pub fn aggregate(&self, a: &Aggregate) -> String {
+        let name = match a.func {
+            WindowFunc::Count => "count",
+            WindowFunc::Sum => "sum",
+            WindowFunc::Avg => "avg",
+            WindowFunc::Min => "min",
+            WindowFunc::Max => "max",
+            WindowFunc::First => "first",
+            WindowFunc::Last => "last",
+            WindowFunc::Stddev => "stddev",
+        };
+        let arg = a.arg.as_ref().map_or("*".into(), |x| {
+            let text = self.expr.render(x);
+            // These render wrapped in parentheses; the call's own are enough.
+            let wrapped = matches!(
+                x,
+                Expr::Arith(..) | Expr::Cmp(..) | Expr::Or(..) | Expr::InList { .. }
+            );
+            match text.strip_prefix('(').and_then(|t| t.strip_suffix(')')) {
+                Some(inner) if wrapped => inner.to_string(),
+                _ => text,
+            }
+        });
+        format!("{name}({arg})")
+    }
+
+    /// Renders `e`.
+    pub fn render(&self, e: &WindowExpr) -> String {
+        self.render_hinted(e, None)
+    }
+
+    /// The field type of `e` when it is exactly a field's value (to show enum literals by name).
+    fn hint(&self, e: &WindowExpr) -> Option<FieldType> {
+        match e {
+            WindowExpr::Group(i) => self.query.group_by.get(*i).map(|f| f.ty),
+            WindowExpr::Agg(i) => {
+                let a = self.query.aggregates.get(*i)?;
+                match a.func {
+                    WindowFunc::Min | WindowFunc::Max | WindowFunc::First | WindowFunc::Last => {
+                        a.arg.as_ref().and_then(ExprDisplay::hint)
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn render_hinted(&self, e: &WindowExpr, hint: Option<FieldType>) -> String {
+        let bin = |op: &str, l: &WindowExpr, r: &WindowExpr| {
+            let h = self.hint(l).or(self.hint(r));
+            format!(
+                "({} {op} {})",
+                self.render_hinted(l, h),
+                self.render_hinted(r, h)
+            )
+        };
+        match e {
+            WindowExpr::Const(v) => self.expr.value(*v, hint),
+            WindowExpr::Agg(i) => self
+                .query
+                .aggregates
+                .get(*i)
+                .map_or_else(|| format!("aggregate#{i}"), |a| self.aggregate(a)),
+            WindowExpr::Ema(i) => self.query.emas.get(*i).map_or_else(
+                || format!("ema#{i}"),
+                |m| format!("ema({}, {})", self.render(&m.arg), m.n),
+            ),
+            WindowExpr::Group(i) => self
+                .query
+                .group_by
+                .get(*i)
+                .map_or_else(|| format!("group#{i}"), |f| f.name.clone()),
+            WindowExpr::WindowStart => "window_start".into(),
+            WindowExpr::WindowEnd => "window_end".into(),
+            WindowExpr::Arith(op, l, r) => bin(
+                match op {
+                    ArithOp::Add => "+",
+                    ArithOp::Sub => "-",
+                    ArithOp::Mul => "*",
+                    ArithOp::Div => "/",
+                    ArithOp::Rem => "%",
+                },
+                l,
+                r,
+            ),
+            WindowExpr::Neg(x) => format!("-{}", self.render(x)),
+            WindowExpr::Cmp(op, l, r) => bin(
+                match op {
+                    CmpOp::Eq => "==",
+                    CmpOp::Ne => "!=",
+                    CmpOp::Lt => "<",
+                    CmpOp::Le => "<=",
+                    CmpOp::Gt => ">",
+                    CmpOp::Ge => ">=",
+                },
+                l,
+                r,
+            ),
+            WindowExpr::And(l, r) => format!("{} and {}", self.render(l), self.render(r)),
+            WindowExpr::Or(l, r) => format!("({} or {})", self.render(l), self.render(r)),
+            WindowExpr::Not(x) => format!("not {}", self.render(x)),
+        }
+    }
 }
 
 /// Counters of one query.
@@ -1210,5 +1367,110 @@ mod tests {
             // Buffers of closed windows are kept for reuse rather than reallocated.
             assert!(!op.free.is_empty());
         }
+    }
+
+    #[test]
+    fn durations_and_windows_print_as_written() {
+        assert_eq!(format_duration(0), "0");
+        assert_eq!(format_duration(1), "1ns");
+        assert_eq!(format_duration(1_500_000), "1500us");
+        assert_eq!(format_duration(1_500_000_000), "1500ms");
+        assert_eq!(format_duration(90_000_000_000), "90s");
+        assert_eq!(format_duration(300_000_000_000), "5m");
+        assert_eq!(format_duration(3_600_000_000_000), "1h");
+        assert_eq!(format_duration(172_800_000_000_000), "2d");
+        let m = 60_000_000_000;
+        assert_eq!(
+            WindowSpec::Tumbling { size: 5 * m }.to_string(),
+            "tumbling 5m"
+        );
+        assert_eq!(
+            WindowSpec::Sliding {
+                size: 5 * m,
+                slide: m
+            }
+            .to_string(),
+            "sliding 5m every 1m"
+        );
+        assert_eq!(
+            WindowSpec::Session {
+                gap: 30_000_000_000
+            }
+            .to_string(),
+            "session gap 30s"
+        );
+    }
+
+    #[test]
+    fn window_expressions_render_as_query_text() {
+        let mut symbols = crate::symbol::SymbolTable::new();
+        let aapl = symbols.intern("AAPL");
+        let mut q = query(
+            WindowSpec::Tumbling { size: 1_000 },
+            vec![
+                agg(WindowFunc::Count, None),
+                agg(
+                    WindowFunc::Sum,
+                    Some(Expr::Arith(
+                        ArithOp::Mul,
+                        Box::new(Expr::Field(field("price"))),
+                        Box::new(Expr::Field(field("qty"))),
+                    )),
+                ),
+                agg(WindowFunc::Last, f("price")),
+                agg(WindowFunc::Stddev, f("price")),
+            ],
+            Vec::new(),
+        );
+        q.emas.push(Ema {
+            arg: WindowExpr::Agg(2),
+            n: 38,
+        });
+        let names: Vec<String> = Vec::new();
+        let d = WindowExprDisplay {
+            query: &q,
+            expr: ExprDisplay {
+                vars: &names,
+                symbols: Some(&symbols),
+                catalog: None,
+            },
+        };
+        let b = Box::new;
+        assert_eq!(d.render(&WindowExpr::Agg(0)), "count(*)");
+        assert_eq!(d.render(&WindowExpr::Agg(1)), "sum(price * qty)");
+        assert_eq!(d.render(&WindowExpr::Agg(3)), "stddev(price)");
+        assert_eq!(d.render(&WindowExpr::Ema(0)), "ema(last(price), 38)");
+        assert_eq!(d.render(&WindowExpr::Group(0)), "symbol");
+        let vwap = WindowExpr::Arith(ArithOp::Div, b(WindowExpr::Agg(1)), b(WindowExpr::Agg(0)));
+        assert_eq!(d.render(&vwap), "(sum(price * qty) / count(*))");
+        let span = WindowExpr::Neg(b(WindowExpr::Arith(
+            ArithOp::Sub,
+            b(WindowExpr::WindowStart),
+            b(WindowExpr::WindowEnd),
+        )));
+        assert_eq!(d.render(&span), "-(window_start - window_end)");
+        // A literal compared with a `sym` group field shows as the symbol's name.
+        let having = WindowExpr::And(
+            b(WindowExpr::Cmp(
+                CmpOp::Ge,
+                b(WindowExpr::Agg(0)),
+                b(WindowExpr::Const(Value::I64(2))),
+            )),
+            b(WindowExpr::Not(b(WindowExpr::Or(
+                b(WindowExpr::Cmp(
+                    CmpOp::Eq,
+                    b(WindowExpr::Group(0)),
+                    b(WindowExpr::Const(Value::Sym(aapl))),
+                )),
+                b(WindowExpr::Const(Value::Bool(false))),
+            )))),
+        );
+        assert_eq!(
+            d.render(&having),
+            "(count(*) >= 2) and not ((symbol == \"AAPL\") or false)"
+        );
+        // Indices outside the query are shown as such rather than panicking.
+        assert_eq!(d.render(&WindowExpr::Agg(9)), "aggregate#9");
+        assert_eq!(d.render(&WindowExpr::Ema(9)), "ema#9");
     }
 }
