@@ -277,3 +277,77 @@ fn bad_time_options_are_errors() {
     });
     assert!(msg.contains("`serial`"), "{msg}");
 }
+
+const UNPAID: &str = "
+event Order   { id: u64, amount: f64 }
+event Payment { id: u64 }
+rule unpaid
+  from Order, Payment
+  partition by id
+  pattern o -> !p
+  define o as Order, p as Payment
+  within 15m
+  emit unpaid { id, amount: o.amount }
+";
+
+const MIN: i64 = 60_000_000_000;
+
+fn order_or_payment(
+    engine: &mut Engine,
+    ty: &str,
+    id: u64,
+    at: i64,
+) -> Result<strix::cep_core::Event> {
+    let mut fields = vec![("id", FieldValue::U64(id))];
+    if ty == "Order" {
+        fields.push(("amount", FieldValue::F64(id as f64 * 10.0)));
+    }
+    Ok(engine.event(ty, at, &fields)?)
+}
+
+/// The issue's "order with no matching payment within 15m": order 1 never sees another event of
+/// its key, yet its signal arrives as soon as the watermark reaches the deadline (explicitly, or
+/// through another key's event), not at the end of the stream.
+#[test]
+fn absence_fires_for_a_silent_key_once_the_watermark_passes() -> Result<()> {
+    let mut engine = Engine::from_rules("unpaid.cep", UNPAID)?;
+    let mut got: Vec<(i64, serde_json::Value)> = Vec::new();
+    for (ty, id, at) in [("Order", 1, 0), ("Order", 2, MIN), ("Payment", 2, 2 * MIN)] {
+        let e = order_or_payment(&mut engine, ty, id, at)?;
+        engine.push(&e, |s| got.push((s.raw.ts, s.to_json())));
+    }
+    // A payment for order 2 arrived in time: nothing for it, ever.
+    engine.watermark_to(15 * MIN - 1, |s| got.push((s.raw.ts, s.to_json())));
+    assert!(got.is_empty(), "fired before the deadline: {got:?}");
+    engine.watermark_to(15 * MIN, |s| got.push((s.raw.ts, s.to_json())));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, 15 * MIN, "the signal's time is the deadline");
+    assert_eq!(got[0].1["signal"], "unpaid");
+    assert_eq!(got[0].1["key"], "1");
+    assert_eq!(got[0].1["seq"], serde_json::json!([0]));
+    assert_eq!(got[0].1["fields"]["amount"], 10.0);
+
+    // Event-driven: order 3 is followed only by other keys' events; the first one after its
+    // deadline reports it, before that event is matched.
+    let e = order_or_payment(&mut engine, "Order", 3, 20 * MIN)?;
+    engine.push(&e, |s| got.push((s.raw.ts, s.to_json())));
+    let e = order_or_payment(&mut engine, "Order", 4, 35 * MIN)?;
+    engine.push(&e, |s| got.push((s.raw.ts, s.to_json())));
+    assert_eq!(
+        got.len(),
+        1,
+        "35m is the deadline itself, not past it: {got:?}"
+    );
+    let e = order_or_payment(&mut engine, "Payment", 9, 35 * MIN + 1)?;
+    engine.push(&e, |s| got.push((s.raw.ts, s.to_json())));
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1].1["key"], "3");
+    assert_eq!(got[1].0, 35 * MIN);
+
+    // Order 4 is still open: it reports at the end of the stream (the final watermark).
+    let mut at_finish = Vec::new();
+    engine.finish(|s| at_finish.push(s.to_json()));
+    assert_eq!(at_finish.len(), 1, "{at_finish:?}");
+    assert_eq!(at_finish[0]["key"], "4");
+    Ok(())
+}
