@@ -1,31 +1,16 @@
 //! End-to-end tests of the `strix` binary: check, explain, gen, replay, tape import/info/export.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
-fn strix(args: &[&str]) -> Result<Output> {
-    Command::new(env!("CARGO_BIN_EXE_strix"))
-        .args(args)
-        .output()
-        .context("running strix")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Paths built by these tests are UTF-8 (temp dir and manifest dir joined with ASCII names).
-fn s(p: &Path) -> &str {
-    p.to_str().expect("test paths are UTF-8")
-}
+mod common;
+use common::{s, strix, text, tmp_in};
 
 fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("strix-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).ok();
-    dir.join(name)
+    tmp_in("cli", name)
 }
 
 fn root() -> &'static Path {

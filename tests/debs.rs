@@ -13,6 +13,13 @@ use strix::feeds::r#gen::ticks::{TICK, WINDOW_NS};
 use strix::feeds::r#gen::{GenSpec, Generator, write_tape};
 use strix::feeds::tape::TapeReader;
 
+mod common;
+use common::{s, tmp_in};
+
+fn tmp(name: &str) -> PathBuf {
+    tmp_in("debs", name)
+}
+
 /// Events of the test tape.
 const EVENTS: u64 = 200_000;
 /// Symbols of the test tape: few enough that each trades in hundreds of windows (the EMAs need
@@ -20,17 +27,6 @@ const EVENTS: u64 = 200_000;
 const SYMBOLS: u32 = 100;
 /// Relative tolerance on EMA values.
 const TOLERANCE: f64 = 1e-9;
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("strix-debs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).ok();
-    dir.join(name)
-}
-
-/// Paths built by these tests are UTF-8 (temp dir and manifest dir joined with ASCII names).
-fn s(p: &Path) -> &str {
-    p.to_str().expect("test paths are UTF-8")
-}
 
 fn rules() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rules/debs2022.cep")

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value as Json;
@@ -13,6 +12,13 @@ use strix::cep_core::event::Label;
 use strix::cep_core::symbol::SymbolTable;
 use strix::cep_core::value::Value;
 use strix::feeds::tape::TapeWriter;
+
+mod common;
+use common::{s, strix, text, tmp_in};
+
+fn tmp(name: &str) -> PathBuf {
+    tmp_in("time", name)
+}
 
 const RULES: &str = "
 event Txn { id: u64, card: sym, amount: f64 }
@@ -36,28 +42,6 @@ rule jump
 
 /// Bound of the out-of-orderness, seconds.
 const DELAY_S: i64 = 30;
-
-fn strix(args: &[&str]) -> Result<Output> {
-    Command::new(env!("CARGO_BIN_EXE_strix"))
-        .args(args)
-        .output()
-        .context("running strix")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Paths built by these tests are UTF-8 (temp dir joined with ASCII names).
-fn s(p: &Path) -> &str {
-    p.to_str().expect("test paths are UTF-8")
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("strix-time-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).ok();
-    dir.join(name)
-}
 
 /// xorshift64*: a fixed, seeded stream of test data.
 struct Rng(u64);

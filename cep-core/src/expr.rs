@@ -85,6 +85,24 @@ pub enum CmpOp {
     Ge,
 }
 
+impl CmpOp {
+    /// Compares two values; a comparison involving Null (or mismatched kinds) is false.
+    pub fn apply(self, l: Value, r: Value) -> Value {
+        use std::cmp::Ordering::*;
+        let Some(ord) = l.compare(r) else {
+            return Value::Bool(false);
+        };
+        Value::Bool(match self {
+            CmpOp::Eq => ord == Equal,
+            CmpOp::Ne => ord != Equal,
+            CmpOp::Lt => ord == Less,
+            CmpOp::Le => ord != Greater,
+            CmpOp::Gt => ord == Greater,
+            CmpOp::Ge => ord != Less,
+        })
+    }
+}
+
 /// A compiled expression.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
@@ -275,34 +293,11 @@ impl Expr {
                 None => Value::Null,
             },
             Expr::Arith(op, l, r) => arith(*op, l.eval(b), r.eval(b)),
-            Expr::Neg(x) => match x.eval(b) {
-                Value::I64(v) => Value::I64(v.wrapping_neg()),
-                Value::U64(v) => {
-                    i64::try_from(v).map_or(Value::F64(-(v as f64)), |v| Value::I64(-v))
-                }
-                Value::F64(v) => Value::F64(-v),
-                _ => Value::Null,
-            },
-            Expr::Cmp(op, l, r) => {
-                let Some(ord) = l.eval(b).compare(r.eval(b)) else {
-                    return Value::Bool(false);
-                };
-                use std::cmp::Ordering::*;
-                Value::Bool(match op {
-                    CmpOp::Eq => ord == Equal,
-                    CmpOp::Ne => ord != Equal,
-                    CmpOp::Lt => ord == Less,
-                    CmpOp::Le => ord != Greater,
-                    CmpOp::Gt => ord == Greater,
-                    CmpOp::Ge => ord != Less,
-                })
-            }
+            Expr::Neg(x) => crate::value::negate(x.eval(b)),
+            Expr::Cmp(op, l, r) => op.apply(l.eval(b), r.eval(b)),
             Expr::And(l, r) => Value::Bool(l.eval(b).is_true() && r.eval(b).is_true()),
             Expr::Or(l, r) => Value::Bool(l.eval(b).is_true() || r.eval(b).is_true()),
-            Expr::Not(x) => match x.eval(b) {
-                Value::Bool(v) => Value::Bool(!v),
-                _ => Value::Bool(false),
-            },
+            Expr::Not(x) => crate::value::not(x.eval(b)),
         }
     }
 

@@ -179,33 +179,11 @@ impl WindowExpr {
             WindowExpr::WindowStart => Value::I64(w.start),
             WindowExpr::WindowEnd => Value::I64(w.end),
             WindowExpr::Arith(op, l, r) => arith(*op, l.eval(w), r.eval(w)),
-            WindowExpr::Neg(x) => match x.eval(w) {
-                Value::I64(v) => Value::I64(v.wrapping_neg()),
-                Value::U64(v) => {
-                    i64::try_from(v).map_or(Value::F64(-(v as f64)), |v| Value::I64(-v))
-                }
-                Value::F64(v) => Value::F64(-v),
-                _ => Value::Null,
-            },
-            WindowExpr::Cmp(op, l, r) => {
-                let Some(ord) = l.eval(w).compare(r.eval(w)) else {
-                    return Value::Bool(false);
-                };
-                Value::Bool(match op {
-                    CmpOp::Eq => ord == Ordering::Equal,
-                    CmpOp::Ne => ord != Ordering::Equal,
-                    CmpOp::Lt => ord == Ordering::Less,
-                    CmpOp::Le => ord != Ordering::Greater,
-                    CmpOp::Gt => ord == Ordering::Greater,
-                    CmpOp::Ge => ord != Ordering::Less,
-                })
-            }
+            WindowExpr::Neg(x) => crate::value::negate(x.eval(w)),
+            WindowExpr::Cmp(op, l, r) => op.apply(l.eval(w), r.eval(w)),
             WindowExpr::And(l, r) => Value::Bool(l.eval(w).is_true() && r.eval(w).is_true()),
             WindowExpr::Or(l, r) => Value::Bool(l.eval(w).is_true() || r.eval(w).is_true()),
-            WindowExpr::Not(x) => match x.eval(w) {
-                Value::Bool(v) => Value::Bool(!v),
-                _ => Value::Bool(false),
-            },
+            WindowExpr::Not(x) => crate::value::not(x.eval(w)),
         }
     }
 }

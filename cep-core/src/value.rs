@@ -116,6 +116,24 @@ pub enum ArithOp {
     Rem,
 }
 
+/// Unary minus: integers wrap, a `u64` beyond `i64` becomes `f64`, anything else is Null.
+pub fn negate(v: Value) -> Value {
+    match v {
+        Value::I64(v) => Value::I64(v.wrapping_neg()),
+        Value::U64(v) => i64::try_from(v).map_or(Value::F64(-(v as f64)), |v| Value::I64(-v)),
+        Value::F64(v) => Value::F64(-v),
+        _ => Value::Null,
+    }
+}
+
+/// Boolean `not`; `not` of Null (or a non-boolean) is false, like a comparison with Null.
+pub fn not(v: Value) -> Value {
+    match v {
+        Value::Bool(v) => Value::Bool(!v),
+        _ => Value::Bool(false),
+    }
+}
+
 /// Applies arithmetic with the promotion rules of this module.
 pub fn arith(op: ArithOp, a: Value, b: Value) -> Value {
     use Value::*;

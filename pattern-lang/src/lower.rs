@@ -843,30 +843,7 @@ fn lower_expr(
                     ))
                 }
                 BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => {
-                    for (t, x) in [(&lt, lhs), (&rt, rhs)] {
-                        if !t.numeric() {
-                            return Err(Diagnostic::new(
-                                format!(
-                                    "`{}` needs numbers, found {}",
-                                    op.as_str(),
-                                    t.describe(catalog)
-                                ),
-                                x.span,
-                            ));
-                        }
-                    }
-                    let aop = match op {
-                        BinaryOp::Add => ArithOp::Add,
-                        BinaryOp::Sub => ArithOp::Sub,
-                        BinaryOp::Mul => ArithOp::Mul,
-                        BinaryOp::Div => ArithOp::Div,
-                        _ => ArithOp::Rem,
-                    };
-                    let ty = if aop == ArithOp::Div || lt == Ty::Float || rt == Ty::Float {
-                        Ty::Float
-                    } else {
-                        Ty::Int
-                    };
+                    let (aop, ty) = arith_types(catalog, *op, (&lt, lhs), (&rt, rhs))?;
                     Ok((Expr::Arith(aop, Box::new(l), Box::new(r)), ty))
                 }
                 BinaryOp::Eq
@@ -1372,4 +1349,39 @@ fn check_comparable(
             span,
         ))
     }
+}
+
+/// Checks that both operands of arithmetic `op` are numbers; returns the operator and the
+/// result type (`/` and anything with an `f64` give `f64`, otherwise an integer).
+fn arith_types(
+    catalog: &Catalog,
+    op: BinaryOp,
+    lhs: (&Ty, &ast::Expr),
+    rhs: (&Ty, &ast::Expr),
+) -> Result<(ArithOp, Ty), Diagnostic> {
+    for (t, x) in [lhs, rhs] {
+        if !t.numeric() {
+            return Err(Diagnostic::new(
+                format!(
+                    "`{}` needs numbers, found {}",
+                    op.as_str(),
+                    t.describe(catalog)
+                ),
+                x.span,
+            ));
+        }
+    }
+    let aop = match op {
+        BinaryOp::Add => ArithOp::Add,
+        BinaryOp::Sub => ArithOp::Sub,
+        BinaryOp::Mul => ArithOp::Mul,
+        BinaryOp::Div => ArithOp::Div,
+        _ => ArithOp::Rem,
+    };
+    let ty = if aop == ArithOp::Div || *lhs.0 == Ty::Float || *rhs.0 == Ty::Float {
+        Ty::Float
+    } else {
+        Ty::Int
+    };
+    Ok((aop, ty))
 }

@@ -16,11 +16,11 @@ use cep_core::query::{
 use cep_core::rule::MAX_KEY_FIELDS;
 use cep_core::schema::{Catalog, FieldType, SchemaError, TypeId};
 use cep_core::symbol::SymbolTable;
-use cep_core::value::{ArithOp, Value};
+use cep_core::value::Value;
 
 use super::{
-    ExprCtx, Place, RuleCtx, Ty, check_comparable, coerce, expect_bool, lower_expr, resolve_field,
-    type_tests, unknown_type,
+    ExprCtx, Place, RuleCtx, Ty, arith_types, check_comparable, coerce, expect_bool, lower_expr,
+    resolve_field, type_tests, unknown_type,
 };
 use crate::ast::{self, BinaryOp, ExprKind, InRhs, Item, UnaryOp, WindowKind};
 use crate::diag::{Diagnostic, Span};
@@ -485,30 +485,7 @@ fn lower_window_expr(
                     Ok((x, Ty::Bool, None))
                 }
                 BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => {
-                    for (t, x) in [(&lt, lhs), (&rt, rhs)] {
-                        if !t.numeric() {
-                            return Err(Diagnostic::new(
-                                format!(
-                                    "`{}` needs numbers, found {}",
-                                    op.as_str(),
-                                    t.describe(catalog)
-                                ),
-                                x.span,
-                            ));
-                        }
-                    }
-                    let aop = match op {
-                        BinaryOp::Add => ArithOp::Add,
-                        BinaryOp::Sub => ArithOp::Sub,
-                        BinaryOp::Mul => ArithOp::Mul,
-                        BinaryOp::Div => ArithOp::Div,
-                        _ => ArithOp::Rem,
-                    };
-                    let ty = if aop == ArithOp::Div || lt == Ty::Float || rt == Ty::Float {
-                        Ty::Float
-                    } else {
-                        Ty::Int
-                    };
+                    let (aop, ty) = arith_types(catalog, *op, (&lt, lhs), (&rt, rhs))?;
                     Ok((WindowExpr::Arith(aop, l, r), ty, None))
                 }
                 _ => {
