@@ -856,14 +856,7 @@ fn lower_expr(
                     let (r, rt) = coerce(catalog, r, rt, &lt, rhs, symbols)?;
                     let ordered = !matches!(op, BinaryOp::Eq | BinaryOp::Ne);
                     check_comparable(catalog, &lt, &rt, ordered, e.span, op.as_str())?;
-                    let cop = match op {
-                        BinaryOp::Eq => CmpOp::Eq,
-                        BinaryOp::Ne => CmpOp::Ne,
-                        BinaryOp::Lt => CmpOp::Lt,
-                        BinaryOp::Le => CmpOp::Le,
-                        BinaryOp::Gt => CmpOp::Gt,
-                        _ => CmpOp::Ge,
-                    };
+                    let cop = cmp_op(*op);
                     Ok((Expr::Cmp(cop, Box::new(l), Box::new(r)), Ty::Bool))
                 }
             }
@@ -1348,6 +1341,18 @@ fn check_comparable(
             ),
             span,
         ))
+    }
+}
+
+/// The comparison a comparison operator (`==` `!=` `<` `<=` `>` `>=`) stands for.
+fn cmp_op(op: BinaryOp) -> CmpOp {
+    match op {
+        BinaryOp::Eq => CmpOp::Eq,
+        BinaryOp::Ne => CmpOp::Ne,
+        BinaryOp::Lt => CmpOp::Lt,
+        BinaryOp::Le => CmpOp::Le,
+        BinaryOp::Gt => CmpOp::Gt,
+        _ => CmpOp::Ge,
     }
 }
 

@@ -19,8 +19,8 @@ use cep_core::symbol::SymbolTable;
 use cep_core::value::Value;
 
 use super::{
-    ExprCtx, Place, RuleCtx, Ty, arith_types, check_comparable, coerce, expect_bool, lower_expr,
-    resolve_field, type_tests, unknown_type,
+    ExprCtx, Place, RuleCtx, Ty, arith_types, check_comparable, cmp_op, coerce, expect_bool,
+    lower_expr, resolve_field, type_tests, unknown_type,
 };
 use crate::ast::{self, BinaryOp, ExprKind, InRhs, Item, UnaryOp, WindowKind};
 use crate::diag::{Diagnostic, Span};
@@ -493,14 +493,7 @@ fn lower_window_expr(
                     let (r, rt) = coerce_window(catalog, *r, rt, &lt, rhs, symbols)?;
                     let ordered = !matches!(op, BinaryOp::Eq | BinaryOp::Ne);
                     check_comparable(catalog, &lt, &rt, ordered, e.span, op.as_str())?;
-                    let cop = match op {
-                        BinaryOp::Eq => CmpOp::Eq,
-                        BinaryOp::Ne => CmpOp::Ne,
-                        BinaryOp::Lt => CmpOp::Lt,
-                        BinaryOp::Le => CmpOp::Le,
-                        BinaryOp::Gt => CmpOp::Gt,
-                        _ => CmpOp::Ge,
-                    };
+                    let cop = cmp_op(*op);
                     Ok((
                         WindowExpr::Cmp(cop, Box::new(l), Box::new(r)),
                         Ty::Bool,
