@@ -351,3 +351,42 @@ fn absence_fires_for_a_silent_key_once_the_watermark_passes() -> Result<()> {
     assert_eq!(at_finish[0]["key"], "4");
     Ok(())
 }
+
+/// An admitted-late start can complete its match while an earlier-delivered, later-timed start
+/// is still open: the completed match waits its turn without a timer of its own (it used to be
+/// re-armed at a deadline the watermark had already passed, forever).
+#[test]
+fn admitted_late_select_first_match_waits_behind_a_later_timed_start() -> Result<()> {
+    const LATE_FIRST: &str = "
+event A { v: i64 }
+event B { v: i64 }
+rule r pattern a -> b define a as A, b as B and v >= a.v within 5s select first
+";
+    let config = EngineConfig {
+        time: TimeOptions {
+            allowed_lateness: 4_000_000_000,
+            ..TimeOptions::default()
+        },
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::build("late.cep", LATE_FIRST, None, Default::default(), config)?;
+    let mut got = Vec::new();
+    let mut admissions = Vec::new();
+    for (ty, at_s, v) in [("A", 20, 2), ("A", 17, 0), ("B", 18, 0)] {
+        let e = engine.event(ty, at_s * 1_000_000_000, &[("v", FieldValue::I64(v))])?;
+        admissions.push(engine.push(&e, |s| got.push(s.raw.seq.clone())));
+    }
+    assert_eq!(
+        admissions,
+        [
+            Admission::Delivered,
+            Admission::AdmittedLate,
+            Admission::AdmittedLate
+        ]
+    );
+    assert!(got.is_empty(), "start 0 (A@20s) is still open: {got:?}");
+    engine.finish(|s| got.push(s.raw.seq.clone()));
+    // A@20s never finds a B with v >= 2 and expires at 25s; then A@17s's match is reported.
+    assert_eq!(got, vec![vec![1, 2]]);
+    Ok(())
+}

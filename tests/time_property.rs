@@ -147,14 +147,6 @@ const LATENESS: [i64; 3] = [1, 2, 4];
 /// Dedup horizons, seconds.
 const HORIZONS: [i64; 3] = [0, 1, 30];
 
-/// Known engine defect, excluded until fixed (then set to `true`): an admitted-late event that
-/// starts a `select first` run in a partition where a run from an earlier-delivered, later-timed
-/// start is still unresolved makes `ReferenceMatcher::on_watermark` loop forever. Smallest case:
-/// `rule r pattern a -> b define a as A, b as B and v >= a.v within 5s select first`, max delay 0,
-/// allowed lateness 4s, arrival `A@20s v=2; A@17s v=0; B@18s v=0`, then `finish`. While `false`,
-/// admitted-late extra events of type `A` (the start of `first_pair`) are pushed as `B` instead.
-const ADMITTED_LATE_MAY_START_SELECT_FIRST: bool = false;
-
 const CASES: u32 = 96;
 const SEED: u64 = 0x7e57_0f71_2300;
 
@@ -528,11 +520,6 @@ impl Scenario {
                 if admitted && (ts <= model.op() || lateness_s == 0) {
                     continue;
                 }
-                let ty = if admitted && !ADMITTED_LATE_MAY_START_SELECT_FIRST && ty == 0 {
-                    1
-                } else {
-                    ty
-                };
                 let e = Ev {
                     id: next_id,
                     ty,

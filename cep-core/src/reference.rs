@@ -354,7 +354,15 @@ fn arm(
     part: &mut Partition,
 ) {
     let Some(w) = rule.nfa.within else { return };
-    let Some(next) = part.runs.iter().map(|r| deadline(w, r.start_ts)).min() else {
+    // Completed matches waiting their turn never expire; they are released when the earlier
+    // starts ahead of them resolve (an admitted-late start can sit behind a later-timed one).
+    let Some(next) = part
+        .runs
+        .iter()
+        .filter(|r| r.kind != RunKind::Accepted)
+        .map(|r| deadline(w, r.start_ts))
+        .min()
+    else {
         return;
     };
     if part.timer.is_some_and(|t| t <= next) {
