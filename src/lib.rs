@@ -178,7 +178,8 @@ pub enum Admission {
     Delivered,
     /// Delivered now although the watermark had passed it (within allowed lateness).
     AdmittedLate,
-    /// Waiting in the reorder buffer; delivered when the watermark passes it.
+    /// Put in the reorder buffer; delivered, in time order, once the watermark passes it (which
+    /// may already happen within the same call, when the event itself advances the watermark).
     Buffered,
     /// Later than watermark minus allowed lateness: not delivered. Write it to the late output.
     Late,
