@@ -6,6 +6,8 @@
 //! - [`event`]: fixed-width records and struct-of-arrays [`event::EventBatch`]es (input: decoded
 //!   feeds; next stage: a matcher).
 //! - [`expr`]: compiled conditions evaluated against an event and a partial match.
+//! - [`kernel`]: single-event conditions compiled into columnar (SIMD) kernels that turn an
+//!   [`event::EventBatch`] into one bitmask per predicate (next stage: the fast matcher).
 //! - [`nfa`]: the compiled automaton of one rule ([`nfa::Builder`] -> [`nfa::Nfa`]).
 //! - [`rule`]: a compiled rule (stream filter, partition key, automaton, emit spec).
 //! - [`time`]: the event-time layer: reorder buffer, watermarks, allowed lateness, dedup (input:
@@ -19,6 +21,7 @@
 
 pub mod event;
 pub mod expr;
+pub mod kernel;
 pub mod nfa;
 pub mod query;
 pub mod reference;
