@@ -482,21 +482,42 @@ pub(crate) mod scalar {
     /// `out` word `i` gets bit `j` set when `f(col[64 * i + j])`.
     #[inline]
     pub(crate) fn column(col: &[u64], f: impl Fn(u64) -> bool, out: &mut [u64]) {
-        for (chunk, o) in col.chunks(64).zip(out.iter_mut()) {
-            let mut w = 0u64;
-            for (j, x) in chunk.iter().enumerate() {
-                w |= u64::from(f(*x)) << j;
-            }
-            *o = w;
-        }
+        bits(col, |x| f(*x), out);
     }
 
     /// Rows whose type is in `types`.
     pub(crate) fn types(ids: &[TypeId], types: &[TypeId], out: &mut [u64]) {
-        for (chunk, o) in ids.chunks(64).zip(out.iter_mut()) {
+        match types {
+            [] => out
+                .iter_mut()
+                .take(ids.len().div_ceil(64))
+                .for_each(|w| *w = 0),
+            [a] => bits(ids, |t| t == a, out),
+            [a, b] => bits(ids, |t| t == a || t == b, out),
+            _ => bits(ids, |t| types.contains(t), out),
+        }
+    }
+
+    /// Packs `f` of each element into bits, 64 to a word; full words use a fixed-size inner
+    /// loop the compiler can unroll and vectorise.
+    #[inline(always)]
+    fn bits<T>(xs: &[T], f: impl Fn(&T) -> bool, out: &mut [u64]) {
+        let mut words = out.iter_mut();
+        let mut chunks = xs.chunks_exact(64);
+        for (chunk, o) in chunks.by_ref().zip(words.by_ref()) {
             let mut w = 0u64;
-            for (j, t) in chunk.iter().enumerate() {
-                w |= u64::from(types.contains(t)) << j;
+            for (j, x) in chunk.iter().enumerate() {
+                w |= u64::from(f(x)) << j;
+            }
+            *o = w;
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty()
+            && let Some(o) = words.next()
+        {
+            let mut w = 0u64;
+            for (j, x) in rest.iter().enumerate() {
+                w |= u64::from(f(x)) << j;
             }
             *o = w;
         }
