@@ -36,9 +36,10 @@ use oracle::{
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
 use strix::cep_core::symbol::SymbolTable;
 use strix::{Engine, EngineConfig, FieldValue};
+
+mod common;
 
 /// Generate groups `( … )` with quantifiers, alternation `|`, negation `!x` and trailing
 /// absence `-> !x` (needs the language additions of issue 3). Trailing absences complete on the
@@ -200,15 +201,7 @@ fn make_events(raw: &[RawEvent], stepped: bool) -> Vec<Ev> {
 }
 
 fn config() -> ProptestConfig {
-    let mut c = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        c.cases = CASES;
-    }
-    if c.rng_seed == RngSeed::Random {
-        c.rng_seed = RngSeed::Fixed(SEED);
-    }
-    c.failure_persistence = None;
-    c
+    common::proptest_config(CASES, SEED)
 }
 
 proptest! {

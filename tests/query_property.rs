@@ -34,8 +34,9 @@ use std::fmt::Write as _;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
 use strix::{Engine, FieldValue};
+
+mod common;
 
 /// Random cases per run.
 const CASES: u32 = 1500;
@@ -1021,15 +1022,7 @@ fn make_events(raw: &[RawEvent], two_types: bool, n_groups: usize, t0: i64) -> V
 }
 
 fn config() -> ProptestConfig {
-    let mut c = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        c.cases = CASES;
-    }
-    if c.rng_seed == RngSeed::Random {
-        c.rng_seed = RngSeed::Fixed(SEED);
-    }
-    c.failure_persistence = None;
-    c
+    common::proptest_config(CASES, SEED)
 }
 
 proptest! {

@@ -38,8 +38,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use proptest::prelude::*;
-use proptest::test_runner::{RngSeed, TestCaseError};
+use proptest::test_runner::TestCaseError;
 use strix::{Admission, DedupOptions, Engine, EngineConfig, EngineStats, FieldValue, TimeOptions};
+
+mod common;
 
 const RULES: &str = "
 event A { id: u64, k: sym, v: i64 }
@@ -889,15 +891,7 @@ fn check(sc: &Scenario) -> Result<(), TestCaseError> {
 }
 
 fn config() -> ProptestConfig {
-    let mut c = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        c.cases = CASES;
-    }
-    if c.rng_seed == RngSeed::Random {
-        c.rng_seed = RngSeed::Fixed(SEED);
-    }
-    c.failure_persistence = None;
-    c
+    common::proptest_config(CASES, SEED)
 }
 
 proptest! {

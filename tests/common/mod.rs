@@ -31,3 +31,19 @@ pub fn tmp_in(suite: &str, name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).ok();
     dir.join(name)
 }
+
+/// Proptest settings shared by the property tests: `cases` random cases from a fixed `seed`, so
+/// every run checks the same cases (`PROPTEST_CASES` and `PROPTEST_RNG_SEED` override them), and
+/// no failure-persistence files.
+pub fn proptest_config(cases: u32, seed: u64) -> proptest::test_runner::Config {
+    use proptest::test_runner::{Config, RngSeed};
+    let mut c = Config::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        c.cases = cases;
+    }
+    if c.rng_seed == RngSeed::Random {
+        c.rng_seed = RngSeed::Fixed(seed);
+    }
+    c.failure_persistence = None;
+    c
+}
