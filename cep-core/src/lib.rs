@@ -15,6 +15,9 @@
 //! - [`query`]: windowed queries over event time (input: events and watermarks; output: derived
 //!   events that rules and other queries read).
 //! - [`reference`](mod@reference): the reference matcher, the semantic oracle (input: events; output: [`signal::Signal`]s).
+//! - [`shift_and`]: the bit-parallel matcher for strict sequences of single-event conditions
+//!   (input: events with their predicate words from the kernels; output: the reference matcher's
+//!   signals).
 //! - [`signal`]: matches turned into signals (next stage: a sink or scorer).
 //!
 //! This crate depends on no other workspace crate.
@@ -27,6 +30,7 @@ pub mod query;
 pub mod reference;
 pub mod rule;
 pub mod schema;
+pub mod shift_and;
 pub mod signal;
 pub mod symbol;
 pub mod time;
