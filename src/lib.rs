@@ -47,6 +47,7 @@ pub use cep_core;
 pub use feeds;
 pub use pattern_lang;
 
+pub mod pipeline;
 pub mod replay;
 
 /// Errors of the embedding API.
