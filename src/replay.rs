@@ -244,6 +244,7 @@ pub fn replay_with_late(
             max_runs_per_key: opts.max_runs_per_key,
         },
         time: opts.time.clone(),
+        ..EngineConfig::default()
     };
     let mut engine = Engine::build(
         &opts.rules.display().to_string(),

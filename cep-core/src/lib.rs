@@ -15,12 +15,16 @@
 //! - [`query`]: windowed queries over event time (input: events and watermarks; output: derived
 //!   events that rules and other queries read).
 //! - [`reference`](mod@reference): the reference matcher, the semantic oracle (input: events; output: [`signal::Signal`]s).
+//! - [`fast`]: the fast matcher, the reference matcher's answers without the work for events that
+//!   cannot change anything (input: events and prefilter masks from [`kernel`]; output: the same
+//!   signals in the same order).
 //! - [`signal`]: matches turned into signals (next stage: a sink or scorer).
 //!
 //! This crate depends on no other workspace crate.
 
 pub mod event;
 pub mod expr;
+pub mod fast;
 pub mod kernel;
 pub mod nfa;
 pub mod query;
