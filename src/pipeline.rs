@@ -29,6 +29,9 @@
 //! signals only once every shard has finished that batch, merged by order key with ties kept in
 //! shard order. So the output does not depend on thread timing, and with the engine's
 //! `SignalOrder` it does not depend on the shard count or batch size either.
+//!
+//! The ring layer has loom tests (see [`ring`]):
+//! `RUSTFLAGS="--cfg loom" cargo test --release --lib pipeline::ring`.
 
 pub mod feed;
 pub mod merge;
@@ -83,14 +86,20 @@ impl Default for PipelineConfig {
         Self {
             batch_rows: 1024,
             rate: None,
-            ring_capacity: DEFAULT_RING_CAPACITY,
+            ring_capacity: default_ring_capacity(1024, false),
             pin: true,
         }
     }
 }
 
-/// Default messages per ring.
-pub const DEFAULT_RING_CAPACITY: usize = 64;
+/// Default messages per ring for `batch_rows`-row batches: room for about 64Ki rows, between
+/// 16 and 4096 messages; paced batches hold only the rows due at once, so they get 4096.
+pub fn default_ring_capacity(batch_rows: usize, paced: bool) -> usize {
+    if paced {
+        return 4096;
+    }
+    (65_536 / batch_rows.max(1)).clamp(16, 4096)
+}
 
 /// Errors of a pipeline run.
 #[derive(Debug, thiserror::Error)]
@@ -199,7 +208,13 @@ where
     S::Error: std::error::Error + 'static,
 {
     let pacing = config.rate.map(|rate| Pacing { rate });
-    let mut feed = Feed::new(tape, config.batch_rows, pacing, recycle_limit(1, 1));
+    let mut feed = Feed::new(
+        tape,
+        config.batch_rows,
+        pacing,
+        Wait::Spin,
+        recycle_limit(1, 1),
+    );
     let mut recorder = LatencyRecorder::new(pacing);
     let mut outputs = [ShardOutput::default()];
     let total = tape.info().event_count;
@@ -333,12 +348,12 @@ where
     let coordinator = std::thread::current();
     let (feed_result, worker_results, sink_result) = std::thread::scope(|scope| {
         let feed = {
-            let (pin_failures, core) = (&pin_failures, core(0));
+            let (pin_failures, core, wait) = (&pin_failures, core(0), placement.wait);
             std::thread::Builder::new()
                 .name("strix-feed".into())
                 .spawn_scoped(scope, move || {
                     pin_to(core, pin_failures);
-                    feed_stage(tape, config, pacing, shards, to_shards)
+                    feed_stage(tape, config, pacing, shards, to_shards, wait)
                 })
         };
         let mut shard_threads = Vec::with_capacity(shards);
@@ -468,11 +483,13 @@ fn feed_stage(
     pacing: Option<Pacing>,
     shards: usize,
     mut to_shards: Vec<Sender<ToShard>>,
+    wait: Wait,
 ) -> Result<FeedDone, FeedEnd> {
     let mut feed = Feed::new(
         tape,
         config.batch_rows,
         pacing,
+        wait,
         recycle_limit(config.ring_capacity, shards),
     );
     let mut batches = 0u64;
@@ -797,7 +814,7 @@ mod tests {
         // One row every 2 ms: the first call returns row 0 alone (row 1 is not due yet) instead
         // of waiting to fill the batch.
         let pacing = Pacing { rate: 500 };
-        let mut feed = Feed::new(&tape, 1024, Some(pacing), 0);
+        let mut feed = Feed::new(&tape, 1024, Some(pacing), Wait::Spin, 0);
         let started = Instant::now();
         let first = feed.next_batch().expect("read").expect("a batch");
         assert_eq!((first.index, first.first_event), (0, 0));

@@ -269,8 +269,9 @@ pub struct RunOptions {
     pub rate: Option<u64>,
     /// Pin pipeline threads to cores when there is a core for each.
     pub pin: bool,
-    /// Messages per pipeline ring (at least 1).
-    pub ring_capacity: usize,
+    /// Messages per pipeline ring (at least 1); `None`: by batch size and pacing
+    /// ([`crate::pipeline::default_ring_capacity`]).
+    pub ring_capacity: Option<usize>,
 }
 
 impl Default for RunOptions {
@@ -281,7 +282,7 @@ impl Default for RunOptions {
             batch: 1024,
             rate: None,
             pin: true,
-            ring_capacity: crate::pipeline::DEFAULT_RING_CAPACITY,
+            ring_capacity: None,
         }
     }
 }
@@ -391,7 +392,10 @@ pub fn replay_run(
     let config = PipelineConfig {
         batch_rows: run.batch.max(1),
         rate: run.rate,
-        ring_capacity: run.ring_capacity.max(1),
+        ring_capacity: run
+            .ring_capacity
+            .unwrap_or_else(|| pipeline::default_ring_capacity(run.batch, run.rate.is_some()))
+            .max(1),
         pin: run.pin,
     };
     // Every shard's event-time layer sees the same late rows: one shard reports them.

@@ -367,7 +367,7 @@ fn a_ring_of_one_message_blocks_the_feed_instead_of_dropping() -> Result<()> {
     let want = run(&opts, &run_options(MatcherKind::Fast, 0, 1024))?;
     for shards in [1, 3] {
         let tiny = RunOptions {
-            ring_capacity: 1,
+            ring_capacity: Some(1),
             ..run_options(MatcherKind::Fast, shards, 1)
         };
         let mut out = SlowStart {

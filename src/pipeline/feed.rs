@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 use cep_core::event::EventBatch;
 use feeds::tape::{TapeError, TapeReader};
 
+use super::ring::Wait;
+
 /// A batch of rows on its way through the pipeline.
 #[derive(Debug, Clone)]
 pub struct Batch {
@@ -63,8 +65,10 @@ impl Pacing {
     }
 }
 
-/// Waits until `deadline`: sleeps while it is far, spins the last stretch for precision.
-fn wait_until(deadline: Instant) {
+/// Waits until `deadline`. [`Wait::Spin`]: sleeps while it is far and spins the last stretch,
+/// for precision. [`Wait::Sleep`]: sleeps (and may oversleep by the timer's slack: rows then
+/// wait in the feed and go out together, but the core is left to the stages that share it).
+fn wait_until(deadline: Instant, wait: Wait) {
     const SPIN: Duration = Duration::from_micros(200);
     loop {
         let now = Instant::now();
@@ -74,10 +78,10 @@ fn wait_until(deadline: Instant) {
         if left.is_zero() {
             return;
         }
-        if left > SPIN {
-            std::thread::sleep(left - SPIN / 2);
-        } else {
-            std::hint::spin_loop();
+        match wait {
+            Wait::Sleep => std::thread::sleep(left),
+            Wait::Spin if left > SPIN => std::thread::sleep(left - SPIN / 2),
+            Wait::Spin => std::hint::spin_loop(),
         }
     }
 }
@@ -88,6 +92,7 @@ pub struct Feed<'t> {
     tape: &'t TapeReader,
     batch_rows: usize,
     pacing: Option<Pacing>,
+    wait: Wait,
     start: Option<Instant>,
     /// Next block to decode.
     next_block: usize,
@@ -104,18 +109,21 @@ pub struct Feed<'t> {
 }
 
 impl<'t> Feed<'t> {
-    /// A feed of batches of at most `batch_rows` rows (at least 1), paced when `pacing` is given;
-    /// at most `recycle_limit` handed-out batches are kept for reuse.
+    /// A feed of batches of at most `batch_rows` rows (at least 1), paced when `pacing` is given
+    /// (waiting for due rows as `wait` says); at most `recycle_limit` handed-out batches are kept
+    /// for reuse.
     pub fn new(
         tape: &'t TapeReader,
         batch_rows: usize,
         pacing: Option<Pacing>,
+        wait: Wait,
         recycle_limit: usize,
     ) -> Self {
         Self {
             tape,
             batch_rows: batch_rows.max(1),
             pacing,
+            wait,
             start: None,
             next_block: 0,
             block: EventBatch::new(tape.slot_count()),
@@ -141,10 +149,8 @@ impl<'t> Feed<'t> {
             .is_some_and(|b| Arc::strong_count(b) == 1 && Arc::weak_count(b) == 0);
         let mut rows = match reusable.then(|| self.recycle.pop_front()).flatten() {
             Some(rows) => rows,
-            None => Arc::new(EventBatch::with_capacity(
-                self.tape.slot_count(),
-                self.batch_rows.min(feeds::tape::RECORDS_PER_BLOCK),
-            )),
+            // Grows to the rows it gets (paced batches stay small) and keeps that when reused.
+            None => Arc::new(EventBatch::new(self.tape.slot_count())),
         };
         // Unique here (checked above, or just made), so this clears in place without cloning.
         Arc::make_mut(&mut rows).clear();
@@ -178,7 +184,10 @@ impl<'t> Feed<'t> {
                         // Nothing more is due: hand on what is, do not hold it back.
                         break;
                     }
-                    wait_until(start + Duration::from_nanos(p.due_ns(self.events)));
+                    wait_until(
+                        start + Duration::from_nanos(p.due_ns(self.events)),
+                        self.wait,
+                    );
                     continue;
                 }
                 take = take.min(usize::try_from(due).unwrap_or(usize::MAX));
