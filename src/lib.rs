@@ -32,10 +32,11 @@
 
 use std::collections::HashMap;
 
-use cep_core::event::{Event, EventView, Label};
+use cep_core::event::{Event, EventBatch, EventView, Label};
+use cep_core::fast::FastMatcher;
 use cep_core::query::{QueryOperator, QueryStats};
 use cep_core::reference::{MatcherConfig, MatcherStats, ReferenceMatcher};
-use cep_core::rule::{EmitSpec, Program};
+use cep_core::rule::{EmitSpec, Program, Rule};
 use cep_core::schema::{Catalog, FieldType, TypeId};
 use cep_core::signal::{Signal as RawSignal, SignalKind};
 use cep_core::symbol::SymbolTable;
@@ -44,9 +45,11 @@ use cep_core::value::Value;
 use serde_json::json;
 
 pub use cep_core;
+pub use cep_core::rule::ShardSpec;
 pub use feeds;
 pub use pattern_lang;
 
+pub mod pipeline;
 pub mod replay;
 
 /// Errors of the embedding API.
@@ -61,6 +64,14 @@ pub enum EngineError {
     /// The event-time options do not fit the program (unknown type or field, negative duration).
     #[error("{0}")]
     Time(String),
+    /// The shard is out of range (`index` must be below `count`).
+    #[error("shard {index} of {count}: the index must be below the count")]
+    Shard {
+        /// Shard index given.
+        index: u32,
+        /// Shard count given.
+        count: u32,
+    },
 }
 
 /// A field value given to [`Engine::event`].
@@ -84,9 +95,33 @@ pub struct Signal<'e> {
     engine: &'e Engine,
     /// The raw signal.
     pub raw: &'e RawSignal,
+    /// The engine step (matcher call) that emitted it.
+    step: u64,
+}
+
+/// Where a signal stands in the engine's output: the engine emits signals in ascending order
+/// (ties keep emission order), and merging the outputs of sharded engines ([`ShardSpec`]) by this
+/// order, stably within each shard, gives exactly the output of the unsharded engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SignalOrder {
+    /// The engine step (one per matcher call, counted the same in every shard) that emitted it.
+    pub step: u64,
+    /// Deadline of the timer that fired it (`i64::MIN` if an event or the end of stream did).
+    pub deadline: i64,
+    /// Tie-break within the step: see [`cep_core::signal::Signal::order`].
+    pub tiebreak: u64,
 }
 
 impl Signal<'_> {
+    /// The signal's place in the engine's output (see [`SignalOrder`]).
+    pub fn order(&self) -> SignalOrder {
+        SignalOrder {
+            step: self.step,
+            deadline: self.raw.order.0,
+            tiebreak: self.raw.order.1,
+        }
+    }
+
     /// Rule name.
     pub fn rule(&self) -> &str {
         &self.engine.program.rules[self.raw.rule].name
@@ -162,6 +197,16 @@ pub struct DedupOptions {
     pub horizon: i64,
 }
 
+/// Which matcher runs the rules. Both give the same signals in the same order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum MatcherKind {
+    /// [`cep_core::fast::FastMatcher`]: skips events that provably change nothing.
+    #[default]
+    Fast,
+    /// [`ReferenceMatcher`]: the semantic oracle.
+    Reference,
+}
+
 /// Engine options.
 #[derive(Debug, Clone, Default)]
 pub struct EngineConfig {
@@ -169,6 +214,12 @@ pub struct EngineConfig {
     pub matcher: MatcherConfig,
     /// Event time: reordering, lateness, dedup.
     pub time: TimeOptions,
+    /// Which matcher runs the rules.
+    pub kind: MatcherKind,
+    /// Run only one shard of every rule's partition keys (`None`: all keys). Everything else
+    /// (event time, queries, watermarks, step counting) runs exactly as unsharded, so the
+    /// outputs of shards `0..count` merged by [`Signal::order`] equal the unsharded output.
+    pub shard: Option<ShardSpec>,
 }
 
 /// What [`Engine::push`] did with an event.
@@ -235,7 +286,7 @@ pub struct Engine {
     symbols: SymbolTable,
     sequencer: Sequencer,
     queries: Vec<Box<dyn WindowOperator>>,
-    matchers: Vec<ReferenceMatcher>,
+    matchers: Vec<Matcher>,
     /// Watermark per operator: queries first, then rules.
     op_watermarks: Vec<i64>,
     /// Every operator is at least at this watermark.
@@ -243,6 +294,12 @@ pub struct Engine {
     next_seq: u64,
     next_derived_seq: u64,
     pending: Vec<RawSignal>,
+    /// The step that emitted each pending signal.
+    pending_steps: Vec<u64>,
+    /// Matcher calls so far (see [`SignalOrder::step`]).
+    step: u64,
+    /// Scratch: one batch row's slots.
+    row: Vec<u64>,
     /// Derived events emitted during the current watermark step, in emission (seq) order.
     derived: Vec<Event>,
     /// Scratch: one query's output, then indices of derived events an operator reads.
@@ -288,11 +345,19 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let time = resolve_time(&program, &config.time)?;
         let sequencer = Sequencer::new(&time).map_err(|e| EngineError::Time(e.to_string()))?;
-        let matchers: Vec<ReferenceMatcher> = program
+        if let Some(s) = config.shard
+            && !s.is_valid()
+        {
+            return Err(EngineError::Shard {
+                index: s.index,
+                count: s.count,
+            });
+        }
+        let matchers: Vec<Matcher> = program
             .rules
             .iter()
             .enumerate()
-            .map(|(i, r)| ReferenceMatcher::new(r.clone(), i, config.matcher))
+            .map(|(i, r)| Matcher::new(config.kind, r.clone(), i, config.matcher, config.shard))
             .collect();
         let operators = queries.len() + matchers.len();
         Ok(Self {
@@ -306,6 +371,9 @@ impl Engine {
             next_seq: 0,
             next_derived_seq: 0,
             pending: Vec::new(),
+            pending_steps: Vec::new(),
+            step: 0,
+            row: Vec::new(),
             derived: Vec::new(),
             emitted: Vec::new(),
             inbox: Vec::new(),
@@ -322,9 +390,12 @@ impl Engine {
         &self.symbols
     }
 
-    /// Counters per rule.
+    /// Counters per rule. `partitions` counts the partitions the matcher created: the reference
+    /// matcher keeps one per key it ever saw, the fast matcher one per key while it holds partial
+    /// matches (created again when the key becomes active again). Sharded engines count the
+    /// events and partitions of their own keys only.
     pub fn stats(&self) -> Vec<MatcherStats> {
-        self.matchers.iter().map(ReferenceMatcher::stats).collect()
+        self.matchers.iter().map(Matcher::stats).collect()
     }
 
     /// Counters per query (in file order); `emitted` counts its derived events.
@@ -428,6 +499,38 @@ impl Engine {
     /// Pushes one borrowed event (the replay hot path: in-order input with no delay is delivered
     /// without copying).
     pub fn push_view(&mut self, e: EventView<'_>, on_signal: impl FnMut(Signal<'_>)) -> Admission {
+        let admission = self.arrive(e);
+        self.flush(on_signal);
+        admission
+    }
+
+    /// Pushes the rows of `batch` in order, with the same semantics as [`Self::push_view`] for
+    /// each row; `on_late(row)` is called for each row that came back [`Admission::Late`].
+    pub fn push_batch(
+        &mut self,
+        batch: &EventBatch,
+        mut on_signal: impl FnMut(Signal<'_>),
+        mut on_late: impl FnMut(usize),
+    ) {
+        let mut row = std::mem::take(&mut self.row);
+        for i in 0..batch.len() {
+            batch.copy_slots(i, &mut row);
+            let e = EventView {
+                seq: batch.seq()[i],
+                ts: batch.ts()[i],
+                type_id: batch.type_ids()[i],
+                slots: &row,
+            };
+            if self.arrive(e) == Admission::Late {
+                on_late(i);
+            }
+            self.flush(&mut on_signal);
+        }
+        self.row = row;
+    }
+
+    /// One arrival through the event-time layer to the operators (signals stay pending).
+    fn arrive(&mut self, e: EventView<'_>) -> Admission {
         self.next_seq = self.next_seq.max(e.seq + 1);
         let admission = match self.sequencer.arrive(e) {
             Arrival::Deliver {
@@ -447,7 +550,6 @@ impl Engine {
             Arrival::Duplicate => Admission::Duplicate,
         };
         self.drain();
-        self.flush(on_signal);
         admission
     }
 
@@ -480,7 +582,12 @@ impl Engine {
         self.sequencer.finish();
         self.drain();
         for m in &mut self.matchers {
-            m.finish(&mut self.pending);
+            self.step += 1;
+            m.on_watermark(i64::MAX, &mut self.pending);
+            tag(&self.pending, &mut self.pending_steps, self.step);
+            self.step += 1;
+            m.finish_runs(&mut self.pending);
+            tag(&self.pending, &mut self.pending_steps, self.step);
         }
         self.flush(on_signal);
     }
@@ -491,11 +598,16 @@ impl Engine {
             return;
         }
         let pending = std::mem::take(&mut self.pending);
-        for raw in &pending {
-            on_signal(Signal { engine: self, raw });
+        for (raw, &step) in pending.iter().zip(&self.pending_steps) {
+            on_signal(Signal {
+                engine: self,
+                raw,
+                step,
+            });
         }
         self.pending = pending;
         self.pending.clear();
+        self.pending_steps.clear();
     }
 
     /// Delivers what the sequencer released: buffered events and watermarks.
@@ -519,7 +631,9 @@ impl Engine {
             }
         }
         for m in &mut self.matchers {
+            self.step += 1;
             m.on_event(e, &mut self.pending);
+            tag(&self.pending, &mut self.pending_steps, self.step);
         }
     }
 
@@ -533,7 +647,9 @@ impl Engine {
             for (m, at) in self.matchers.iter_mut().zip(&mut self.op_watermarks) {
                 if w > *at {
                     *at = w;
+                    self.step += 1;
                     m.on_watermark(w, &mut self.pending);
+                    tag(&self.pending, &mut self.pending_steps, self.step);
                 }
             }
             return;
@@ -572,9 +688,13 @@ impl Engine {
                         let m = &mut self.matchers[r];
                         if before > *at {
                             *at = before;
+                            self.step += 1;
                             m.on_watermark(before, &mut self.pending);
+                            tag(&self.pending, &mut self.pending_steps, self.step);
                         }
+                        self.step += 1;
                         m.on_event(d.view(), &mut self.pending);
+                        tag(&self.pending, &mut self.pending_steps, self.step);
                     }
                 }
             }
@@ -583,7 +703,11 @@ impl Engine {
                 *at = w;
                 match i.checked_sub(nq) {
                     None => self.queries[i].on_watermark(w, &mut self.emitted),
-                    Some(r) => self.matchers[r].on_watermark(w, &mut self.pending),
+                    Some(r) => {
+                        self.step += 1;
+                        self.matchers[r].on_watermark(w, &mut self.pending);
+                        tag(&self.pending, &mut self.pending_steps, self.step);
+                    }
                 }
             }
             // Number what this query emitted (during its inbox and its watermark).
@@ -636,6 +760,77 @@ impl Engine {
             (Value::F64(x), _) => serde_json::Number::from_f64(x)
                 .map_or(serde_json::Value::Null, serde_json::Value::Number),
             (Value::Bool(b), _) => json!(b),
+        }
+    }
+}
+
+/// Records `step` as the emitting step of the signals pending beyond those already tagged.
+#[inline]
+fn tag(pending: &[RawSignal], steps: &mut Vec<u64>, step: u64) {
+    if steps.len() < pending.len() {
+        steps.resize(pending.len(), step);
+    }
+}
+
+/// A rule's matcher of the configured kind.
+#[derive(Debug)]
+enum Matcher {
+    Reference(ReferenceMatcher),
+    Fast(FastMatcher),
+}
+
+impl Matcher {
+    fn new(
+        kind: MatcherKind,
+        rule: Rule,
+        index: usize,
+        config: MatcherConfig,
+        shard: Option<ShardSpec>,
+    ) -> Self {
+        match kind {
+            MatcherKind::Reference => {
+                Matcher::Reference(ReferenceMatcher::new(rule, index, config).with_shard(shard))
+            }
+            MatcherKind::Fast => {
+                Matcher::Fast(FastMatcher::new(rule, index, config).with_shard(shard))
+            }
+        }
+    }
+
+    fn rule(&self) -> &Rule {
+        match self {
+            Matcher::Reference(m) => m.rule(),
+            Matcher::Fast(m) => m.rule(),
+        }
+    }
+
+    fn stats(&self) -> MatcherStats {
+        match self {
+            Matcher::Reference(m) => m.stats(),
+            Matcher::Fast(m) => m.stats(),
+        }
+    }
+
+    #[inline]
+    fn on_event(&mut self, e: EventView<'_>, out: &mut Vec<RawSignal>) {
+        match self {
+            Matcher::Reference(m) => m.on_event(e, out),
+            Matcher::Fast(m) => m.on_event(e, out),
+        }
+    }
+
+    #[inline]
+    fn on_watermark(&mut self, w: i64, out: &mut Vec<RawSignal>) {
+        match self {
+            Matcher::Reference(m) => m.on_watermark(w, out),
+            Matcher::Fast(m) => m.on_watermark(w, out),
+        }
+    }
+
+    fn finish_runs(&mut self, out: &mut Vec<RawSignal>) {
+        match self {
+            Matcher::Reference(m) => m.finish_runs(out),
+            Matcher::Fast(m) => m.finish_runs(out),
         }
     }
 }
@@ -1031,6 +1226,7 @@ event Baz { n: i64 }
         let sig = Signal {
             engine: &e,
             raw: &raw,
+            step: 0,
         };
         assert_eq!(sig.signal(), "unpaid");
         let j = sig.to_json();

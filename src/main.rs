@@ -16,8 +16,8 @@ use strix::cep_core::symbol::SymbolTable;
 use strix::feeds;
 use strix::feeds::r#gen::Generator;
 use strix::feeds::tape::{TapeReader, TapeWriter};
-use strix::replay::{ReplayOptions, parse_duration, replay_with_late};
-use strix::{DedupOptions, TimeOptions};
+use strix::replay::{ReplayOptions, RunOptions, parse_duration, replay_run};
+use strix::{DedupOptions, MatcherKind, TimeOptions};
 
 /// Strix: complex event processing for market and transaction streams.
 ///
@@ -102,6 +102,36 @@ struct ReplayArgs {
         allow_hyphen_values = true
     )]
     dedup_horizon: Option<String>,
+    /// Matcher of every rule: `fast` skips events that provably change no state, `reference` is
+    /// the plain semantic oracle. Both give the same signals, byte for byte.
+    #[arg(long, value_enum, default_value_t = MatcherArg::Fast)]
+    matcher: MatcherArg,
+    /// Shard threads: each runs the rules on its share of the partition keys, fed by a feed
+    /// thread, with a sink thread merging their signals in a fixed order. 0 runs everything
+    /// inline on the calling thread. The signals are the same for every shard count.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=256))]
+    shards: u32,
+    /// Rows per batch: events go to the engine (and to every shard) N at a time. Larger batches
+    /// cost less per event, smaller ones wait less. The signals are the same for every size.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    batch: u32,
+    /// Offered load: feed the tape at EVENTS_PER_S events per second (event i is due i / rate
+    /// after the start) instead of as fast as possible. Latency is then measured from each
+    /// event's due time, so a stall shows up in every event it delays.
+    #[arg(long, value_name = "EVENTS_PER_S", value_parser = clap::value_parser!(u64).range(1..))]
+    rate: Option<u64>,
+    /// Do not pin the pipeline threads to cores. By default the feed, each shard and the sink
+    /// get a core of their own when there are enough cores (else nothing is pinned).
+    #[arg(long)]
+    no_pin: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MatcherArg {
+    /// Skips events that cannot change any partial match (the default).
+    Fast,
+    /// The reference matcher: every event through the plain algorithm.
+    Reference,
 }
 
 #[derive(Debug, Subcommand)]
@@ -618,13 +648,24 @@ fn run_replay(args: &ReplayArgs) -> Result<()> {
         max_runs_per_key: args.max_runs_per_key,
         time: time_options(args)?,
     };
-    let mut late: Option<Box<dyn Write>> = match &args.late_out {
+    let run = RunOptions {
+        matcher: match args.matcher {
+            MatcherArg::Fast => MatcherKind::Fast,
+            MatcherArg::Reference => MatcherKind::Reference,
+        },
+        shards: args.shards,
+        batch: args.batch as usize,
+        rate: args.rate,
+        pin: !args.no_pin,
+        ..RunOptions::default()
+    };
+    let mut late: Option<Box<dyn Write + Send>> = match &args.late_out {
         Some(p) => Some(Box::new(BufWriter::new(
             File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
         ))),
         None => None,
     };
-    let mut sink: Box<dyn Write> = match (&args.out, args.json) {
+    let mut sink: Box<dyn Write + Send> = match (&args.out, args.json) {
         (Some(p), _) => Box::new(BufWriter::new(
             File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
         )),
@@ -632,10 +673,11 @@ fn run_replay(args: &ReplayArgs) -> Result<()> {
         (None, false) => Box::new(BufWriter::new(std::io::stdout())),
     };
     let bar = progress_bar(0, "replay");
-    let report = replay_with_late(
+    let report = replay_run(
         &opts,
+        &run,
         &mut sink,
-        late.as_mut().map(|w| w as &mut dyn Write),
+        late.as_mut().map(|w| w as &mut (dyn Write + Send)),
         &mut |done, total| {
             bar.set_length(total);
             bar.set_position(done);

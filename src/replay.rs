@@ -1,24 +1,36 @@
-//! Tape replay: runs a rule file over a tape as fast as possible and measures it.
+//! Tape replay: runs a rule file over a tape, as fast as possible or at an offered rate, and
+//! measures it.
 //!
 //! Input: a `.cep` rule file and a `.tape` (events in tape order, which need not be time order:
-//! the engine reorders within [`ReplayOptions::time`]'s bound). Output: signals as JSON Lines to a
-//! writer, late events as JSON Lines to an optional second writer (rendered like
-//! `strix tape export --format jsonl`), and a [`ReplayReport`] (throughput, per-event latency
+//! the engine reorders within [`ReplayOptions::time`]'s bound), and how to run it
+//! ([`RunOptions`]: matcher, shards, batch size, rate, pinning). Output: signals as JSON Lines to
+//! a writer, late events as JSON Lines to an optional second writer (rendered like
+//! `strix tape export --format jsonl`), and a [`ReplayReport`] (throughput, end-to-end latency
 //! percentiles from hdrhistogram, live runs, evictions, recall/precision against the tape's
 //! labels, event-time counters, derived events per query). Used by `strix replay`.
+//!
+//! With `shards == 0` the engine runs inline on the calling thread, one batch at a time;
+//! otherwise through [`crate::pipeline`]: a feed thread, one engine per shard on its own thread
+//! (each owning a share of the partition keys), and a sink thread that merges the shards'
+//! signals by [`SignalOrder`]. Either way the signal lines are the same bytes.
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use cep_core::event::{EventBatch, EventView, Label};
-use cep_core::reference::MatcherConfig;
+use cep_core::reference::{MatcherConfig, MatcherStats};
 use feeds::tape::{TapeError, TapeReader};
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
-use crate::{Admission, Engine, EngineConfig, EngineError, LabelScore, TimeOptions};
+use crate::pipeline::merge::merge;
+use crate::pipeline::{
+    self, Batch, PipelineConfig, PipelineError, RunStats, ShardOutput, SignalBuffer, Sink, Worker,
+};
+use crate::{
+    Engine, EngineConfig, EngineError, LabelScore, MatcherKind, ShardSpec, Signal, SignalOrder,
+    TimeOptions,
+};
 
 /// Errors of a replay.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +55,21 @@ pub enum ReplayError {
     /// Writing late events failed.
     #[error("cannot write late events: {0}")]
     LateOutput(std::io::Error),
+    /// A pipeline thread panicked (a bug) or the pipeline stopped early.
+    #[error("replay pipeline: {0}")]
+    Pipeline(String),
+}
+
+impl ReplayError {
+    fn from_pipeline(e: PipelineError<ReplayError>) -> Self {
+        match e {
+            PipelineError::Tape(e) => Self::Tape(e),
+            PipelineError::Sink(e) => e,
+            e @ (PipelineError::Panicked(_) | PipelineError::Stopped) => {
+                Self::Pipeline(e.to_string())
+            }
+        }
+    }
 }
 
 /// What to replay.
@@ -190,19 +217,31 @@ pub struct ReplayReport {
     pub tape: String,
     /// Rule file path.
     pub rules_file: String,
-    /// Matcher used.
+    /// Matcher used (`fast` or `reference`).
     pub matcher: String,
+    /// Shard threads (0: inline on the calling thread).
+    pub shards: u32,
+    /// Rows per batch.
+    pub batch: usize,
+    /// Offered load in events per second; `None`: as fast as possible.
+    pub rate: Option<u64>,
+    /// Where the pipeline threads ran (pinned or not, and why).
+    pub pinning: String,
     /// Events replayed.
     pub events: u64,
     /// Signals emitted over all rules.
     pub signals: u64,
-    /// Wall time of the replay loop (decode + match + signal output), seconds.
+    /// Wall time of the replay (decode + match + signal output, all stages), seconds.
     pub elapsed_s: f64,
-    /// Events per second.
+    /// Events per second: the maximum throughput when unpaced, about the rate when paced.
     pub events_per_s: f64,
-    /// Per-event processing latency (matching and signal output of that event).
+    /// End-to-end latency per event: from its ingest time (its block's decode time, or its due
+    /// time when paced) until the results of every shard for it are at the sink.
     pub latency: Latency,
-    /// Sum over rules of each rule's peak live partial matches.
+    /// Pipeline sends that found a ring full and waited (backpressure; nothing is dropped).
+    pub backpressure_waits: u64,
+    /// Sum over rules of each rule's peak live partial matches (sharded: the sum of each
+    /// shard's peak, an upper bound of the peak over all shards at once).
     pub peak_live_runs: usize,
     /// Evictions over all rules.
     pub evictions: u64,
@@ -216,22 +255,76 @@ pub struct ReplayReport {
     pub rules: Vec<RuleReport>,
 }
 
-/// Replays `opts.tape` through `opts.rules`, writing signals as JSON Lines to `signals`, calling
-/// `progress(events_done, events_total)` after every block. Late events are counted only.
+/// How to run a replay: matcher, sharding, batching, pacing.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Matcher of every rule.
+    pub matcher: MatcherKind,
+    /// Shard threads, each running the engine on its share of the partition keys; 0 runs the
+    /// engine inline on the calling thread (no pipeline threads).
+    pub shards: u32,
+    /// Rows per batch handed to the engine (and per pipeline message), at least 1.
+    pub batch: usize,
+    /// Offered load in events per second (paced feed); `None`: as fast as possible.
+    pub rate: Option<u64>,
+    /// Pin pipeline threads to cores when there is a core for each.
+    pub pin: bool,
+    /// Messages per pipeline ring (at least 1); `None`: by batch size and pacing
+    /// ([`crate::pipeline::default_ring_capacity`]).
+    pub ring_capacity: Option<usize>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            matcher: MatcherKind::Fast,
+            shards: 1,
+            batch: 1024,
+            rate: None,
+            pin: true,
+            ring_capacity: None,
+        }
+    }
+}
+
+/// The name of a matcher kind, as `strix replay --matcher` takes it.
+pub fn matcher_name(kind: MatcherKind) -> &'static str {
+    match kind {
+        MatcherKind::Fast => "fast",
+        MatcherKind::Reference => "reference",
+    }
+}
+
+/// Replays `opts.tape` through `opts.rules` with the default [`RunOptions`], writing signals
+/// as JSON Lines to `signals`, calling `progress(events_done, events_total)` now and then. Late
+/// events are counted only.
 pub fn replay(
     opts: &ReplayOptions,
-    signals: &mut dyn Write,
+    signals: &mut (dyn Write + Send),
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ReplayReport, ReplayError> {
-    replay_with_late(opts, signals, None, progress)
+    replay_run(opts, &RunOptions::default(), signals, None, progress)
 }
 
 /// As [`replay`], also writing every late event as one JSON line to `late` (the same object
 /// `strix tape export --format jsonl` writes for it).
 pub fn replay_with_late(
     opts: &ReplayOptions,
-    signals: &mut dyn Write,
-    mut late: Option<&mut dyn Write>,
+    signals: &mut (dyn Write + Send),
+    late: Option<&mut (dyn Write + Send)>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ReplayReport, ReplayError> {
+    replay_run(opts, &RunOptions::default(), signals, late, progress)
+}
+
+/// Replays as `run` says: inline (`shards == 0`) or through the sharded pipeline
+/// ([`crate::pipeline`]). The signal output is the same byte for byte whatever the matcher,
+/// shard count, batch size and rate.
+pub fn replay_run(
+    opts: &ReplayOptions,
+    run: &RunOptions,
+    signals: &mut (dyn Write + Send),
+    late: Option<&mut (dyn Write + Send)>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ReplayReport, ReplayError> {
     let source = std::fs::read_to_string(&opts.rules).map_err(|source| ReplayError::ReadRules {
@@ -239,22 +332,34 @@ pub fn replay_with_late(
         source,
     })?;
     let tape = TapeReader::open(&opts.tape)?;
-    let config = EngineConfig {
-        matcher: MatcherConfig {
-            max_runs_per_key: opts.max_runs_per_key,
-        },
-        time: opts.time.clone(),
+    let rules_name = opts.rules.display().to_string();
+    let shard_count = run.shards;
+    let build = |shard: Option<ShardSpec>| {
+        Engine::build(
+            &rules_name,
+            &source,
+            Some(tape.catalog()),
+            tape.symbols().clone(),
+            EngineConfig {
+                matcher: MatcherConfig {
+                    max_runs_per_key: opts.max_runs_per_key,
+                },
+                time: opts.time.clone(),
+                kind: run.matcher,
+                shard,
+            },
+        )
     };
-    let mut engine = Engine::build(
-        &opts.rules.display().to_string(),
-        &source,
-        Some(tape.catalog()),
-        tape.symbols().clone(),
-        config,
-    )?;
+    let spec = |index: u32| {
+        (shard_count > 0).then_some(ShardSpec {
+            index,
+            count: shard_count,
+        })
+    };
+    let first = build(spec(0))?;
     let label_names = tape.label_names().to_vec();
     let has_labels = tape.has_labels();
-    let rule_class: Vec<Option<u16>> = engine
+    let rule_class: Vec<Option<u16>> = first
         .program()
         .rules
         .iter()
@@ -272,83 +377,77 @@ pub fn replay_with_late(
             pos(&r.emit.signal).or_else(|| pos(&r.name))
         })
         .collect();
-    // 1 ns .. 60 s at 3 significant digits; slower events saturate at 60 s.
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
-        .map_err(|e| ReplayError::Output(std::io::Error::other(e.to_string())))?;
-    let total = tape.info().event_count;
-    let mut batch = EventBatch::new(tape.catalog().slot_count());
-    let mut row = Vec::with_capacity(batch.slot_count());
-    let mut events = 0u64;
-    let mut out = SignalWriter {
-        out: signals,
-        line: Vec::with_capacity(256),
-        error: None,
-        count: 0,
-        score: LabelScore::default(),
+    let late_wanted = late.is_some();
+    let mut sink = ReplaySink {
+        signals,
+        // A coercion site: the writer's own lifetime shortens to the sink's.
+        late: late.map(|w| -> &mut (dyn Write + Send) { w }),
+        tape: &tape,
+        has_labels,
         rule_class: &rule_class,
+        score: LabelScore::default(),
+        count: 0,
+        late_line: Vec::with_capacity(256),
     };
-    let mut late_line = Vec::with_capacity(256);
-    let mut late_error = None;
-    let started = Instant::now();
-    for b in 0..tape.block_count() {
-        tape.read_block(b, &mut batch)?;
-        if has_labels {
-            for i in 0..batch.len() {
-                out.score.observe(batch.seq()[i], batch.label(i));
-            }
+    let config = PipelineConfig {
+        batch_rows: run.batch.max(1),
+        rate: run.rate,
+        ring_capacity: run
+            .ring_capacity
+            .unwrap_or_else(|| pipeline::default_ring_capacity(run.batch, run.rate.is_some()))
+            .max(1),
+        pin: run.pin,
+    };
+    // Every shard's event-time layer sees the same late rows: one shard reports them.
+    let worker = |engine: Engine, index: u32| EngineWorker {
+        engine,
+        report_late: late_wanted && index == 0,
+    };
+    let (engines, stats) = if shard_count == 0 {
+        let mut w = worker(first, 0);
+        let stats = pipeline::run_inline(&tape, &mut w, &mut sink, &config, progress)
+            .map_err(ReplayError::from_pipeline)?;
+        (vec![w.engine], stats)
+    } else {
+        let mut workers = vec![worker(first, 0)];
+        for i in 1..shard_count {
+            workers.push(worker(build(spec(i))?, i));
         }
-        for i in 0..batch.len() {
-            batch.copy_slots(i, &mut row);
-            let view = EventView {
-                seq: batch.seq()[i],
-                ts: batch.ts()[i],
-                type_id: batch.type_ids()[i],
-                slots: &row,
-            };
-            let t0 = Instant::now();
-            let admission = engine.push_view(view, |s| out.write(&s));
-            hist.saturating_record(t0.elapsed().as_nanos() as u64);
-            if admission == Admission::Late
-                && let Some(w) = late.as_deref_mut()
-            {
-                let label = has_labels.then(|| batch.label(i));
-                late_line.clear();
-                if let Err(e) = write_late(&mut late_line, &tape, view, label) {
-                    late_error.get_or_insert(std::io::Error::other(e));
-                }
-                late_line.push(b'\n');
-                if let Err(e) = w.write_all(&late_line) {
-                    late_error.get_or_insert(e);
-                }
-            }
-        }
-        events += batch.len() as u64;
-        if let Some(e) = out.error.take() {
-            return Err(ReplayError::Output(e));
-        }
-        if let Some(e) = late_error.take() {
-            return Err(ReplayError::LateOutput(e));
-        }
-        progress(events, total);
-    }
-    engine.finish(|s| out.write(&s));
-    if let Some(e) = out.error.take() {
-        return Err(ReplayError::Output(e));
-    }
-    out.out.flush().map_err(ReplayError::Output)?;
-    if let Some(w) = late {
-        w.flush().map_err(ReplayError::LateOutput)?;
-    }
-    let (score, signal_count) = (out.score, out.count);
-    let elapsed = started.elapsed().as_secs_f64();
+        let (workers, stats) = pipeline::run_sharded(&tape, workers, &mut sink, &config, progress)
+            .map_err(ReplayError::from_pipeline)?;
+        (workers.into_iter().map(|w| w.engine).collect(), stats)
+    };
+    let (score, signal_count) = (sink.score, sink.count);
+    report(
+        opts,
+        run,
+        &engines,
+        &stats,
+        &score,
+        signal_count,
+        &rule_class,
+        &label_names,
+    )
+}
 
-    let mut signals_per_rule = vec![0u64; engine.program().rules.len()];
-    for (rule, (n, _, _)) in score_counts(&score, engine.program().rules.len()) {
-        signals_per_rule[rule] = n;
-    }
-    let stats = engine.stats();
-    let rules: Vec<RuleReport> = engine
-        .program()
+/// Builds the report from the engines of every shard (one when inline).
+#[allow(clippy::too_many_arguments)]
+fn report(
+    opts: &ReplayOptions,
+    run: &RunOptions,
+    engines: &[Engine],
+    stats: &RunStats,
+    score: &LabelScore,
+    signal_count: u64,
+    rule_class: &[Option<u16>],
+    label_names: &[String],
+) -> Result<ReplayReport, ReplayError> {
+    let Some(lead) = engines.first() else {
+        return Err(ReplayError::Pipeline("no engine ran".into()));
+    };
+    let program = lead.program();
+    let per_shard: Vec<Vec<MatcherStats>> = engines.iter().map(Engine::stats).collect();
+    let rules: Vec<RuleReport> = program
         .rules
         .iter()
         .enumerate()
@@ -360,13 +459,14 @@ pub fn replay_with_late(
                 }
                 None => (None, None, None),
             };
+            let rule_stats = per_shard.iter().filter_map(|s| s.get(i));
             RuleReport {
                 rule: r.name.clone(),
                 signal: r.emit.signal.clone(),
-                signals: signals_per_rule[i],
-                events_read: stats[i].events,
-                peak_live_runs: stats[i].peak_live_runs,
-                evictions: stats[i].evictions,
+                signals: score.counts(i).0,
+                events_read: rule_stats.clone().map(|s| s.events).sum(),
+                peak_live_runs: rule_stats.clone().map(|s| s.peak_live_runs).sum(),
+                evictions: rule_stats.map(|s| s.evictions).sum(),
                 label: rule_class[i].map(|c| label_names[c as usize].clone()),
                 instances,
                 recall,
@@ -374,14 +474,14 @@ pub fn replay_with_late(
             }
         })
         .collect();
-    let engine_stats = engine.engine_stats();
+    // Queries and the event-time layer run unsharded on every shard: the first tells for all.
+    let engine_stats = lead.engine_stats();
     let t = engine_stats.time;
-    let catalog = &engine.program().catalog;
-    let queries = engine
-        .program()
+    let catalog = &program.catalog;
+    let queries = program
         .queries
         .iter()
-        .zip(engine.query_stats())
+        .zip(lead.query_stats())
         .map(|(q, st)| QueryReport {
             query: q.name.clone(),
             output: catalog
@@ -391,15 +491,21 @@ pub fn replay_with_late(
             derived_events: st.emitted,
         })
         .collect();
+    let elapsed = stats.elapsed.as_secs_f64();
+    let hist = &stats.latency;
     Ok(ReplayReport {
         tape: opts.tape.display().to_string(),
         rules_file: opts.rules.display().to_string(),
-        matcher: "reference".into(),
-        events,
+        matcher: matcher_name(run.matcher).into(),
+        shards: run.shards,
+        batch: run.batch.max(1),
+        rate: run.rate,
+        pinning: stats.placement.note.clone(),
+        events: stats.events,
         signals: signal_count,
         elapsed_s: elapsed,
         events_per_s: if elapsed > 0.0 {
-            events as f64 / elapsed
+            stats.events as f64 / elapsed
         } else {
             0.0
         },
@@ -409,8 +515,9 @@ pub fn replay_with_late(
             p999_ns: hist.value_at_quantile(0.999),
             max_ns: hist.max(),
         },
-        peak_live_runs: stats.iter().map(|s| s.peak_live_runs).sum(),
-        evictions: stats.iter().map(|s| s.evictions).sum(),
+        backpressure_waits: stats.full_waits,
+        peak_live_runs: rules.iter().map(|r| r.peak_live_runs).sum(),
+        evictions: rules.iter().map(|r| r.evictions).sum(),
         time: TimeReport {
             max_delay_ns: opts.time.max_delay,
             max_delay_per_type_ns: opts.time.max_delay_per_type.clone(),
@@ -425,6 +532,127 @@ pub fn replay_with_late(
         queries,
         rules,
     })
+}
+
+/// One shard's engine as a pipeline worker: signals are rendered to their JSON lines here, in
+/// the shard thread, so the sink only copies bytes.
+#[derive(Debug)]
+struct EngineWorker {
+    engine: Engine,
+    /// This shard reports late rows (one shard does; all see the same ones).
+    report_late: bool,
+}
+
+impl Worker for EngineWorker {
+    type Order = SignalOrder;
+
+    fn process(&mut self, rows: &EventBatch, out: &mut ShardOutput<SignalOrder>) {
+        let ShardOutput { signals, late } = out;
+        let report_late = self.report_late;
+        self.engine.push_batch(
+            rows,
+            |s| render(signals, &s),
+            |row| {
+                if report_late {
+                    late.push(row);
+                }
+            },
+        );
+    }
+
+    fn finish(&mut self, out: &mut ShardOutput<SignalOrder>) {
+        let signals = &mut out.signals;
+        self.engine.finish(|s| render(signals, &s));
+    }
+}
+
+/// Appends `s` as its JSON line (the line `strix replay` writes for it).
+fn render(out: &mut SignalBuffer<SignalOrder>, s: &Signal<'_>) {
+    out.push(s.order(), s.raw.rule, &s.raw.seq, |buf| {
+        serde_json::to_writer(buf, &s.to_json())
+    });
+}
+
+/// Writes merged signals and late events, and scores signals against the tape's labels.
+struct ReplaySink<'a> {
+    signals: &'a mut (dyn Write + Send),
+    late: Option<&'a mut (dyn Write + Send)>,
+    tape: &'a TapeReader,
+    has_labels: bool,
+    rule_class: &'a [Option<u16>],
+    score: LabelScore,
+    count: u64,
+    late_line: Vec<u8>,
+}
+
+impl ReplaySink<'_> {
+    fn write_signals(&mut self, outputs: &[ShardOutput<SignalOrder>]) -> Result<(), ReplayError> {
+        if let Some(e) = outputs.iter().find_map(|o| o.signals.error()) {
+            return Err(ReplayError::Output(std::io::Error::other(e.to_string())));
+        }
+        let mut result = Ok(());
+        let (score, count, rule_class, w) = (
+            &mut self.score,
+            &mut self.count,
+            self.rule_class,
+            &mut self.signals,
+        );
+        merge(outputs, |s| {
+            *count += 1;
+            score.score(s.rule, rule_class.get(s.rule).copied().flatten(), s.seq);
+            if result.is_ok() {
+                result = w.write_all(s.line);
+            }
+        });
+        result.map_err(ReplayError::Output)
+    }
+}
+
+impl Sink<SignalOrder> for ReplaySink<'_> {
+    type Error = ReplayError;
+
+    fn batch(
+        &mut self,
+        batch: &Batch,
+        outputs: &[ShardOutput<SignalOrder>],
+    ) -> Result<(), ReplayError> {
+        let rows = &*batch.rows;
+        // Labels of this batch's events before any signal that may include them is scored.
+        if self.has_labels {
+            for (i, &seq) in rows.seq().iter().enumerate() {
+                self.score.observe(seq, rows.label(i));
+            }
+        }
+        if let Some(w) = self.late.as_deref_mut() {
+            let mut slots = Vec::with_capacity(rows.slot_count());
+            for &row in outputs.iter().flat_map(|o| &o.late) {
+                rows.copy_slots(row, &mut slots);
+                let view = EventView {
+                    seq: rows.seq()[row],
+                    ts: rows.ts()[row],
+                    type_id: rows.type_ids()[row],
+                    slots: &slots,
+                };
+                let label = self.has_labels.then(|| rows.label(row));
+                self.late_line.clear();
+                write_late(&mut self.late_line, self.tape, view, label)
+                    .map_err(|e| ReplayError::LateOutput(std::io::Error::other(e)))?;
+                self.late_line.push(b'\n');
+                w.write_all(&self.late_line)
+                    .map_err(ReplayError::LateOutput)?;
+            }
+        }
+        self.write_signals(outputs)
+    }
+
+    fn finish(&mut self, outputs: &[ShardOutput<SignalOrder>]) -> Result<(), ReplayError> {
+        self.write_signals(outputs)?;
+        self.signals.flush().map_err(ReplayError::Output)?;
+        if let Some(w) = self.late.as_deref_mut() {
+            w.flush().map_err(ReplayError::LateOutput)?;
+        }
+        Ok(())
+    }
 }
 
 /// Writes one late event as the JSON object `strix tape export --format jsonl` writes:
@@ -466,36 +694,6 @@ fn write_late(
     map.end()
 }
 
-/// Scores each signal against the labels and writes it as one JSON line; keeps the first error.
-struct SignalWriter<'a> {
-    out: &'a mut dyn Write,
-    line: Vec<u8>,
-    error: Option<std::io::Error>,
-    count: u64,
-    score: LabelScore,
-    rule_class: &'a [Option<u16>],
-}
-
-impl SignalWriter<'_> {
-    fn write(&mut self, s: &crate::Signal<'_>) {
-        self.count += 1;
-        self.score
-            .score(s.raw.rule, self.rule_class[s.raw.rule], &s.raw.seq);
-        self.line.clear();
-        if let Err(e) = serde_json::to_writer(&mut self.line, &s.to_json()) {
-            self.error.get_or_insert(std::io::Error::other(e));
-        }
-        self.line.push(b'\n');
-        if let Err(e) = self.out.write_all(&self.line) {
-            self.error.get_or_insert(e);
-        }
-    }
-}
-
-fn score_counts(score: &LabelScore, rules: usize) -> Vec<(usize, (u64, u64, usize))> {
-    (0..rules).map(|r| (r, score.counts(r))).collect()
-}
-
 impl ReplayReport {
     /// The human-readable report.
     pub fn render(&self) -> String {
@@ -506,16 +704,43 @@ impl ReplayReport {
             "replay {} with {} ({} matcher)",
             self.tape, self.rules_file, self.matcher
         );
+        let shards = match self.shards {
+            0 => "inline (no pipeline threads)".to_string(),
+            1 => "1 shard".to_string(),
+            n => format!("{n} shards"),
+        };
+        let rate = self
+            .rate
+            .map_or("unpaced".to_string(), |r| format!("offered {r} events/s"));
         let _ = writeln!(
             s,
-            "  events      {:>14}   elapsed {:.3} s   {:.0} events/s",
-            self.events, self.elapsed_s, self.events_per_s
+            "  pipeline    {shards}   batch {}   {rate}   {}",
+            self.batch, self.pinning
         );
         let _ = writeln!(
             s,
-            "  latency     p50 {} ns   p99 {} ns   p99.9 {} ns   max {} ns",
+            "  events      {:>14}   elapsed {:.3} s   {:.0} events/s{}",
+            self.events,
+            self.elapsed_s,
+            self.events_per_s,
+            if self.rate.is_none() {
+                " (max throughput)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            s,
+            "  latency     p50 {} ns   p99 {} ns   p99.9 {} ns   max {} ns   (end to end: ingest to results at the sink)",
             self.latency.p50_ns, self.latency.p99_ns, self.latency.p999_ns, self.latency.max_ns
         );
+        if self.shards > 0 {
+            let _ = writeln!(
+                s,
+                "  backpressure {} waits on a full ring (nothing dropped)",
+                self.backpressure_waits
+            );
+        }
         let _ = writeln!(
             s,
             "  live runs   peak {}   evictions {}",

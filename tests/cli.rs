@@ -273,6 +273,182 @@ fn replay_finds_every_injected_card_fraud() -> Result<()> {
     assert_full_recall(&report)
 }
 
+/// `strix replay ... --json [extra] --out OUT`, which must succeed: the signal bytes and the report.
+fn replay_with(rules: &Path, tape: &Path, name: &str, extra: &[&str]) -> Result<(Vec<u8>, Value)> {
+    let signals = tmp(name);
+    let mut args = vec![
+        "replay",
+        "--rules",
+        s(rules),
+        "--tape",
+        s(tape),
+        "--json",
+        "--out",
+        s(&signals),
+    ];
+    args.extend_from_slice(extra);
+    let out = strix(&args)?;
+    ensure!(
+        out.status.success(),
+        "replay {extra:?} failed: {}",
+        text(&out.stderr)
+    );
+    Ok((
+        std::fs::read(&signals)?,
+        serde_json::from_slice(&out.stdout)?,
+    ))
+}
+
+#[test]
+fn replay_help_explains_matcher_shards_batch_rate_and_pinning() -> Result<()> {
+    let out = strix(&["replay", "--help"])?;
+    ensure!(out.status.success());
+    let help = text(&out.stdout);
+    for needle in [
+        "--matcher",
+        "reference",
+        "--shards",
+        "inline",
+        "--batch",
+        "--rate <EVENTS_PER_S>",
+        "due time",
+        "--no-pin",
+        "[default: fast]",
+        "[default: 1]",
+        "[default: 1024]",
+    ] {
+        ensure!(help.contains(needle), "help lacks `{needle}`:\n{help}");
+    }
+    Ok(())
+}
+
+#[test]
+fn replay_gives_the_same_signals_for_every_matcher_shard_count_batch_and_rate() -> Result<()> {
+    let tape = tmp("pipeline-market.tape");
+    generate("market", "30000", "11", &tape)?;
+    let rules = example("market.cep");
+    let (want, report) = replay_with(&rules, &tape, "pipeline-default.jsonl", &[])?;
+    ensure!(!want.is_empty(), "the tape holds injected patterns");
+    ensure!(report["matcher"] == "fast" && report["shards"] == 1 && report["batch"] == 1024);
+    ensure!(report["rate"].is_null(), "{report}");
+    ensure!(report["events_per_s"].as_f64().context("events_per_s")? > 0.0);
+    ensure!(report["pinning"].as_str().is_some_and(|p| !p.is_empty()));
+    for (name, extra, matcher, shards) in [
+        (
+            "ref-inline",
+            &["--matcher", "reference", "--shards", "0"][..],
+            "reference",
+            0,
+        ),
+        (
+            "fast-inline",
+            &["--shards", "0", "--batch", "1"][..],
+            "fast",
+            0,
+        ),
+        (
+            "fast-3",
+            &["--shards", "3", "--batch", "7", "--no-pin"][..],
+            "fast",
+            3,
+        ),
+        (
+            "ref-2",
+            &["--matcher", "reference", "--shards", "2"][..],
+            "reference",
+            2,
+        ),
+        (
+            "paced",
+            &["--shards", "2", "--rate", "1000000"][..],
+            "fast",
+            2,
+        ),
+    ] {
+        let (got, report) = replay_with(&rules, &tape, &format!("pipeline-{name}.jsonl"), extra)?;
+        ensure!(got == want, "{name}: signals differ");
+        ensure!(
+            report["matcher"] == matcher && report["shards"] == shards,
+            "{report}"
+        );
+        ensure!(report["events"] == 30_000, "{report}");
+        let latency = &report["latency"];
+        for p in ["p50_ns", "p99_ns", "p999_ns", "max_ns"] {
+            ensure!(latency[p].as_u64().is_some(), "{name}: no {p}");
+        }
+    }
+    let (_, paced) = replay_with(
+        &rules,
+        &tape,
+        "pipeline-paced2.jsonl",
+        &["--rate", "1000000"],
+    )?;
+    ensure!(paced["rate"] == 1_000_000, "{paced}");
+    let (_, unpinned) = replay_with(&rules, &tape, "pipeline-nopin.jsonl", &["--no-pin"])?;
+    let note = unpinned["pinning"].as_str().context("pinning")?;
+    ensure!(note.contains("turned off"), "{note}");
+    Ok(())
+}
+
+#[test]
+fn replay_text_report_shows_the_pipeline_and_latency() -> Result<()> {
+    let tape = tmp("pipeline-text.tape");
+    generate("market", "5000", "3", &tape)?;
+    let out = strix(&[
+        "replay",
+        "--rules",
+        s(&example("market.cep")),
+        "--tape",
+        s(&tape),
+        "--out",
+        s(&tmp("pipeline-text.jsonl")),
+        "--shards",
+        "2",
+        "--batch",
+        "100",
+    ])?;
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    for needle in [
+        "fast matcher",
+        "2 shards",
+        "batch 100",
+        "unpaced",
+        "max throughput",
+        "p99.9",
+        "backpressure",
+    ] {
+        ensure!(
+            report.contains(needle),
+            "report lacks `{needle}`:\n{report}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn replay_rejects_bad_pipeline_flags() -> Result<()> {
+    for (extra, needle) in [
+        (&["--shards=-1"][..], "--shards"),
+        (&["--shards", "257"][..], "--shards"),
+        (&["--batch", "0"][..], "--batch"),
+        (&["--batch", "many"][..], "--batch"),
+        (&["--rate", "0"][..], "--rate"),
+        (&["--rate", "1.5"][..], "--rate"),
+        (&["--matcher", "quick"][..], "fast, reference"),
+        (&["--no-pin", "yes"][..], "unexpected argument"),
+    ] {
+        let mut args = vec!["replay", "--rules", "r.cep", "--tape", "t.tape"];
+        args.extend_from_slice(extra);
+        let out = strix(&args)?;
+        ensure!(!out.status.success(), "{extra:?} was accepted");
+        let err = text(&out.stderr);
+        ensure!(err.contains(needle), "{extra:?}: `{needle}` not in {err}");
+        ensure!(!err.contains("panicked"), "{err}");
+    }
+    Ok(())
+}
+
 #[test]
 fn truncated_tape_fails_replay_with_offset() -> Result<()> {
     let tape = tmp("cut.tape");

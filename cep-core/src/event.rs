@@ -144,6 +144,26 @@ impl EventBatch {
         }
     }
 
+    /// Appends rows `rows` of `src`, column by column. Slot columns missing from `src` are 0;
+    /// columns of `src` beyond this batch's are ignored (as in [`EventBatch::push`]). A range
+    /// reaching past `src`'s rows is cut at its end.
+    pub fn extend_from_rows(&mut self, src: &EventBatch, rows: std::ops::Range<usize>) {
+        let end = rows.end.min(src.len());
+        let start = rows.start.min(end);
+        let n = end - start;
+        self.seq.extend_from_slice(&src.seq[start..end]);
+        self.ts.extend_from_slice(&src.ts[start..end]);
+        self.type_id.extend_from_slice(&src.type_id[start..end]);
+        self.class.extend_from_slice(&src.class[start..end]);
+        self.instance.extend_from_slice(&src.instance[start..end]);
+        for (i, col) in self.slots.iter_mut().enumerate() {
+            match src.slots.get(i) {
+                Some(from) => col.extend_from_slice(&from[start..end]),
+                None => col.resize(col.len() + n, 0),
+            }
+        }
+    }
+
     /// Appends an owned event.
     pub fn push_event(&mut self, e: &Event) {
         self.push(e.seq, e.ts, e.type_id, e.label, &e.slots);
@@ -206,6 +226,37 @@ impl EventBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extend_from_rows_copies_a_range_of_rows() {
+        let mut src = EventBatch::new(2);
+        for i in 0..5u64 {
+            src.push(
+                i,
+                i as i64 * 10,
+                (i % 2) as TypeId,
+                Label {
+                    class: i as u16,
+                    instance: i as u32 + 100,
+                },
+                &[i, i * i],
+            );
+        }
+        let mut dst = EventBatch::new(2);
+        dst.push_event(&src.event(4));
+        dst.extend_from_rows(&src, 1..3);
+        dst.extend_from_rows(&src, 4..9);
+        let rows: Vec<Event> = (0..dst.len()).map(|r| dst.event(r)).collect();
+        let want: Vec<Event> = [4, 1, 2, 4].iter().map(|&r| src.event(r)).collect();
+        assert_eq!(rows, want);
+        // Fewer slot columns in the source: the missing ones are zero.
+        let mut wide = EventBatch::new(3);
+        wide.extend_from_rows(&src, 3..4);
+        assert_eq!(wide.event(0).slots, vec![3, 9, 0]);
+        let mut narrow = EventBatch::new(1);
+        narrow.extend_from_rows(&src, 2..3);
+        assert_eq!(narrow.event(0).slots, vec![2]);
+    }
 
     #[test]
     fn batch_round_trips_rows() {

@@ -15,6 +15,9 @@
 //! - [`query`]: windowed queries over event time (input: events and watermarks; output: derived
 //!   events that rules and other queries read).
 //! - [`reference`](mod@reference): the reference matcher, the semantic oracle (input: events; output: [`signal::Signal`]s).
+//! - [`fast`]: the fast matcher, the reference matcher's answers without the work for events that
+//!   cannot change anything (input: events and prefilter masks from [`kernel`]; output: the same
+//!   signals in the same order).
 //! - [`shift_and`]: the bit-parallel matcher for strict sequences of single-event conditions
 //!   (input: events with their predicate words from the kernels; output: the reference matcher's
 //!   signals).
@@ -24,6 +27,7 @@
 
 pub mod event;
 pub mod expr;
+pub mod fast;
 pub mod kernel;
 pub mod nfa;
 pub mod query;

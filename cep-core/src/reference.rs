@@ -16,10 +16,13 @@
 //!   taken; any: always) and no negation guard it carries forbids skipping it. Then a new run
 //!   starts at the event if it satisfies a start state.
 //! - `within`: a run that started at `t` dies when the watermark reaches `t + within`. Deadlines
-//!   sit in a timer heap (one entry per partition: its earliest deadline), so partitions that see
-//!   no more events still expire; at expiry trailing absences complete and timeouts are emitted.
-//!   An event first expires its own partition's runs up to `ts - 1`, exactly as the watermark
-//!   `ts - 1` would.
+//!   sit in a timer heap, so partitions that see no more events still expire; at expiry trailing
+//!   absences complete and timeouts are emitted. Each partition with partial matches has one live
+//!   entry: its earliest deadline and, as tie-break, the start position of its first run (in
+//!   run-list order) with that deadline. The entry is renewed whenever that pair changes, so the
+//!   order in which partitions fire depends only on their live runs, not on their past. An event
+//!   first expires its own partition's runs up to `ts - 1`, exactly as the watermark `ts - 1`
+//!   would.
 //! - `select all` reports every completed match at once. `select first` keeps completed matches in
 //!   the run list and reports them strictly in start order: the first start's preferred match once
 //!   every run preferred to it has died; later starts wait while an earlier one is unresolved.
@@ -27,7 +30,20 @@
 //! - Live runs per partition are capped ([`MatcherConfig::max_runs_per_key`]); the oldest are
 //!   evicted first and every eviction is counted in [`MatcherStats::evictions`].
 //! - [`ReferenceMatcher::finish`] ends the stream: the watermark `i64::MAX`, then every partial
-//!   match dies and pending preferred matches are reported.
+//!   match dies and pending preferred matches are reported, partitions in the order of their
+//!   smallest run start position ([`ReferenceMatcher::finish_runs`]).
+//! - Every signal carries its order ([`Signal::order`]): `(i64::MIN, 0)` when emitted while an
+//!   event is processed, the timer entry `(deadline, tie-break)` when a watermark fired it, and
+//!   `(i64::MIN, smallest run start position)` in the final phase of `finish`. Within one call
+//!   signals come out in ascending order, and equal orders belong to one partition, so outputs of
+//!   matchers that own disjoint sets of partition keys ([`ShardSpec`]) merge into exactly the
+//!   output of one matcher owning all of them.
+//! - Sharding ([`ReferenceMatcher::with_shard`]): a matcher may own only the keys of one shard.
+//!   Events of other keys still take a delivery position, so positions (and with them the
+//!   tie-breaks above) are the same in every shard.
+//!
+//! The partition store, per-event processing and timer firing are shared with the fast matcher
+//! ([`crate::fast`]), which differs only in which events and partitions it keeps.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -36,7 +52,7 @@ use std::ops::Range;
 use crate::event::EventView;
 use crate::expr::{Bindings, VarId};
 use crate::nfa::{AfterMatch, Contiguity, Edge, Guard, Selection, StateId, Target};
-use crate::rule::{EmitSpec, PartitionKey, Rule};
+use crate::rule::{EmitSpec, PartitionKey, Rule, ShardSpec};
 use crate::signal::{Signal, SignalKind};
 use crate::value::Value;
 
@@ -107,7 +123,7 @@ enum RunKind {
 }
 
 #[derive(Debug, Clone)]
-struct Run {
+pub(crate) struct Run {
     /// Waiting state (meaningful for `Waiting` only).
     state: StateId,
     kind: RunKind,
@@ -121,15 +137,33 @@ struct Run {
     taken: Vec<(VarId, u64)>,
 }
 
+/// One partition key's state.
 #[derive(Debug, Default)]
-struct Partition {
-    /// Seq of the partition's first event: timers and end of stream visit partitions in this order.
-    first_pos: u64,
+pub(crate) struct Partition {
     history: VecDeque<StoredEvent>,
-    runs: Vec<Run>,
-    /// The deadline this partition has in the timer heap, if any.
-    timer: Option<i64>,
+    pub(crate) runs: Vec<Run>,
+    /// The live timer-heap entry of this partition (deadline, tie-break), if any; other entries
+    /// for it in the heap are stale.
+    timer: Option<(i64, u64)>,
 }
+
+impl Partition {
+    /// The live timer entry.
+    pub(crate) fn timer(&self) -> Option<(i64, u64)> {
+        self.timer
+    }
+
+    /// Smallest start position of its runs (`None` without runs).
+    pub(crate) fn first_start(&self) -> Option<u64> {
+        self.runs.iter().map(|r| r.start_pos).min()
+    }
+}
+
+/// Signal order of signals emitted while an event is processed.
+pub(crate) const EVENT_ORDER: (i64, u64) = (i64::MIN, 0);
+
+/// Timer heap: `(deadline, tie-break, key)`, earliest first.
+pub(crate) type Timers = BinaryHeap<Reverse<(i64, u64, PartitionKey)>>;
 
 /// Bindings of one run (or completed match) over a partition's history.
 struct RunBindings<'a> {
@@ -162,82 +196,73 @@ impl Bindings for RunBindings<'_> {
     }
 }
 
-/// The reference matcher for one rule.
+/// What both matchers share besides the partition store: the rule, the timer heap, delivery
+/// positions, counters and the shard, with the per-partition steps that use them.
 #[derive(Debug)]
-pub struct ReferenceMatcher {
-    rule: Rule,
+pub(crate) struct Core {
+    pub(crate) rule: Rule,
     rule_index: usize,
     config: MatcherConfig,
+    /// How many events before the newest one a partition keeps beyond its oldest run's start.
     keep_prev: usize,
-    partitions: HashMap<PartitionKey, Partition>,
-    /// (deadline, partition first position, key), earliest first.
-    timers: BinaryHeap<Reverse<(i64, u64, PartitionKey)>>,
+    pub(crate) timers: Timers,
     /// Delivery position of the next event. Runs refer to events by position, not by `seq`, so
     /// the matcher needs no particular `seq` order (reordered or derived input).
-    next_pos: u64,
-    stats: MatcherStats,
+    pub(crate) next_pos: u64,
+    pub(crate) stats: MatcherStats,
+    pub(crate) shard: Option<ShardSpec>,
 }
 
-impl ReferenceMatcher {
-    /// A matcher for `rule`, which is rule number `rule_index` of its program (copied into signals).
-    pub fn new(rule: Rule, rule_index: usize, config: MatcherConfig) -> Self {
-        let timeout_prev = rule
-            .timeout
-            .iter()
-            .flat_map(|t| t.fields.iter().map(|f| f.expr.max_prev()))
-            .max()
-            .unwrap_or(0);
-        let keep_prev = rule.max_prev().max(timeout_prev) as usize;
+impl Core {
+    pub(crate) fn new(rule: Rule, rule_index: usize, config: MatcherConfig) -> Self {
+        let keep_prev = rule.max_prev().max(timeout_prev(&rule)) as usize;
         Self {
             rule,
             rule_index,
             config,
             keep_prev,
-            partitions: HashMap::new(),
             timers: BinaryHeap::new(),
             next_pos: 0,
             stats: MatcherStats::default(),
+            shard: None,
         }
     }
 
-    /// The rule.
-    pub fn rule(&self) -> &Rule {
-        &self.rule
+    /// True if this matcher owns partition `key`.
+    #[inline]
+    pub(crate) fn owns(&self, key: PartitionKey) -> bool {
+        self.shard.is_none_or(|s| s.owns(key))
     }
 
-    /// Counters so far.
-    pub fn stats(&self) -> MatcherStats {
-        self.stats
-    }
-
-    /// Feeds one event (events arrive in event-time order, ties in delivery order; `seq` may be in
-    /// any order); signals are appended to `out`.
-    ///
-    /// The event's partition first expires what the watermark `ts - 1` would expire (so direct
-    /// users see the same signals as the engine, which sends that watermark first).
-    pub fn on_event(&mut self, e: EventView<'_>, out: &mut Vec<Signal>) {
-        if !self.rule.reads(e.type_id) {
-            return;
-        }
-        self.stats.events += 1;
-        let key = self.rule.key_of(&e);
-        let pos = self.next_pos;
-        self.next_pos += 1;
-        let part = self.partitions.entry(key).or_insert_with(|| {
-            self.stats.partitions += 1;
-            Partition {
-                first_pos: pos,
-                ..Partition::default()
-            }
-        });
-        let before = part.runs.len();
-        let mut ctx = Ctx {
+    fn ctx<'a>(
+        &'a mut self,
+        key: PartitionKey,
+        out: &'a mut Vec<Signal>,
+        order: (i64, u64),
+    ) -> Ctx<'a> {
+        Ctx {
             rule: &self.rule,
             rule_index: self.rule_index,
             key,
+            order,
             out,
             stats: &mut self.stats,
-        };
+        }
+    }
+
+    /// Processes event `e` (delivery position `pos`) in its partition `part`: expires up to
+    /// `ts - 1`, advances and starts runs, reports, evicts over the cap, prunes, re-arms.
+    pub(crate) fn process(
+        &mut self,
+        part: &mut Partition,
+        key: PartitionKey,
+        e: EventView<'_>,
+        pos: u64,
+        out: &mut Vec<Signal>,
+    ) {
+        let before = part.runs.len();
+        let max_runs = self.config.max_runs_per_key;
+        let mut ctx = self.ctx(key, out, EVENT_ORDER);
         ctx.expire(part, e.ts.saturating_sub(1));
         part.history.push_back(StoredEvent {
             pos,
@@ -249,9 +274,9 @@ impl ReferenceMatcher {
         ctx.step(part, pos, e.ts);
 
         let live = part.runs.len();
-        if live > self.config.max_runs_per_key {
+        if live > max_runs {
             // Evict the oldest partial matches; completed matches waiting for their turn stay.
-            let mut excess = live - self.config.max_runs_per_key;
+            let mut excess = live - max_runs;
             part.runs.retain(|r| {
                 if excess > 0 && r.kind != RunKind::Accepted {
                     excess -= 1;
@@ -268,76 +293,156 @@ impl ReferenceMatcher {
         }
         prune_history(part, self.keep_prev);
         arm(&self.rule, &mut self.timers, key, part);
-        self.account(before, key);
+        self.account(before, part.runs.len());
     }
 
-    /// Watermark `w`: every event with `ts <= w` has been given. Partial matches whose `within`
-    /// deadline is `<= w` expire, by deadline, then partition first appearance, then run order:
-    /// trailing absences complete, timeouts are emitted and pending preferred matches behind them
-    /// are reported, also in partitions that receive no further events.
-    pub fn on_watermark(&mut self, w: i64, out: &mut Vec<Signal>) {
-        while let Some(&Reverse((d, _, key))) = self.timers.peek() {
-            if d > w {
-                break;
-            }
-            self.timers.pop();
-            let Some(part) = self.partitions.get_mut(&key) else {
-                continue;
-            };
-            if part.timer != Some(d) {
-                continue; // superseded entry
-            }
-            part.timer = None;
-            let before = part.runs.len();
-            Ctx {
-                rule: &self.rule,
-                rule_index: self.rule_index,
-                key,
-                out,
-                stats: &mut self.stats,
-            }
-            .expire(part, d);
-            prune_history(part, self.keep_prev);
-            arm(&self.rule, &mut self.timers, key, part);
-            self.account(before, key);
-        }
+    /// Fires the timer entry `(d, tiebreak)` of partition `part`, which must be its live entry:
+    /// expires every run due at `d`, prunes, re-arms.
+    pub(crate) fn fire(
+        &mut self,
+        part: &mut Partition,
+        key: PartitionKey,
+        (d, tiebreak): (i64, u64),
+        out: &mut Vec<Signal>,
+    ) {
+        part.timer = None;
+        let before = part.runs.len();
+        self.ctx(key, out, (d, tiebreak)).expire(part, d);
+        prune_history(part, self.keep_prev);
+        arm(&self.rule, &mut self.timers, key, part);
+        self.account(before, part.runs.len());
     }
 
-    /// Ends the stream: the watermark `i64::MAX` (every `within` deadline fires), then every
-    /// remaining partial match dies and pending preferred matches are reported, partitions in the
-    /// order of their first event.
-    pub fn finish(&mut self, out: &mut Vec<Signal>) {
-        self.on_watermark(i64::MAX, out);
-        let mut keys: Vec<(u64, PartitionKey)> = self
-            .partitions
-            .iter()
-            .map(|(k, p)| (p.first_pos, *k))
-            .collect();
-        keys.sort_unstable();
-        for (_, key) in keys {
-            let Some(part) = self.partitions.get_mut(&key) else {
-                continue;
-            };
-            part.runs.retain(|r| r.kind == RunKind::Accepted);
-            Ctx {
-                rule: &self.rule,
-                rule_index: self.rule_index,
-                key,
-                out,
-                stats: &mut self.stats,
-            }
-            .report_preferred(part);
-            part.runs.clear();
-        }
-        self.stats.live_runs = 0;
+    /// The final phase of the stream for one partition: every partial match dies and pending
+    /// preferred matches are reported (order `(i64::MIN, smallest run start)`).
+    pub(crate) fn kill(&mut self, part: &mut Partition, key: PartitionKey, out: &mut Vec<Signal>) {
+        let Some(first) = part.first_start() else {
+            return;
+        };
+        let before = part.runs.len();
+        part.runs.retain(|r| r.kind == RunKind::Accepted);
+        self.ctx(key, out, (i64::MIN, first)).report_preferred(part);
+        part.runs.clear();
+        part.timer = None;
+        self.account(before, 0);
     }
 
-    /// Updates the live-run counters after partition `key` went from `before` runs to its current.
-    fn account(&mut self, before: usize, key: PartitionKey) {
-        let after = self.partitions.get(&key).map_or(0, |p| p.runs.len());
+    /// Updates the live-run counters after a partition went from `before` runs to `after`.
+    fn account(&mut self, before: usize, after: usize) {
         self.stats.live_runs = self.stats.live_runs.saturating_sub(before) + after;
         self.stats.peak_live_runs = self.stats.peak_live_runs.max(self.stats.live_runs);
     }
+}
+
+/// The reference matcher for one rule.
+#[derive(Debug)]
+pub struct ReferenceMatcher {
+    core: Core,
+    partitions: HashMap<PartitionKey, Partition>,
+}
+
+impl ReferenceMatcher {
+    /// A matcher for `rule`, which is rule number `rule_index` of its program (copied into signals).
+    pub fn new(rule: Rule, rule_index: usize, config: MatcherConfig) -> Self {
+        Self {
+            core: Core::new(rule, rule_index, config),
+            partitions: HashMap::new(),
+        }
+    }
+
+    /// Restricts the matcher to the partition keys of `shard` (`None`: every key).
+    pub fn with_shard(mut self, shard: Option<ShardSpec>) -> Self {
+        self.core.shard = shard;
+        self
+    }
+
+    /// The rule.
+    pub fn rule(&self) -> &Rule {
+        &self.core.rule
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> MatcherStats {
+        self.core.stats
+    }
+
+    /// Feeds one event (events arrive in event-time order, ties in delivery order; `seq` may be in
+    /// any order); signals are appended to `out`.
+    ///
+    /// The event's partition first expires what the watermark `ts - 1` would expire (so direct
+    /// users see the same signals as the engine, which sends that watermark first).
+    pub fn on_event(&mut self, e: EventView<'_>, out: &mut Vec<Signal>) {
+        let core = &mut self.core;
+        if !core.rule.reads(e.type_id) {
+            return;
+        }
+        let pos = core.next_pos;
+        core.next_pos += 1;
+        let key = core.rule.key_of(&e);
+        if !core.owns(key) {
+            return;
+        }
+        core.stats.events += 1;
+        let part = self.partitions.entry(key).or_insert_with(|| {
+            core.stats.partitions += 1;
+            Partition::default()
+        });
+        core.process(part, key, e, pos, out);
+    }
+
+    /// Watermark `w`: every event with `ts <= w` has been given. Partial matches whose `within`
+    /// deadline is `<= w` expire, by deadline, then tie-break (the start position of the
+    /// partition's first run due then), then run order: trailing absences complete, timeouts are
+    /// emitted and pending preferred matches behind them are reported, also in partitions that
+    /// receive no further events.
+    pub fn on_watermark(&mut self, w: i64, out: &mut Vec<Signal>) {
+        while let Some(&Reverse((d, tiebreak, key))) = self.core.timers.peek() {
+            if d > w {
+                break;
+            }
+            self.core.timers.pop();
+            let Some(part) = self.partitions.get_mut(&key) else {
+                continue;
+            };
+            if part.timer != Some((d, tiebreak)) {
+                continue; // stale entry
+            }
+            self.core.fire(part, key, (d, tiebreak), out);
+        }
+    }
+
+    /// Ends the stream: the watermark `i64::MAX` (every `within` deadline fires), then
+    /// [`Self::finish_runs`].
+    pub fn finish(&mut self, out: &mut Vec<Signal>) {
+        self.on_watermark(i64::MAX, out);
+        self.finish_runs(out);
+    }
+
+    /// The final phase of [`Self::finish`]: every remaining partial match dies and pending
+    /// preferred matches are reported, partitions in the order of their smallest run start
+    /// position.
+    pub fn finish_runs(&mut self, out: &mut Vec<Signal>) {
+        let mut keys: Vec<(u64, PartitionKey)> = self
+            .partitions
+            .iter()
+            .filter_map(|(k, p)| Some((p.first_start()?, *k)))
+            .collect();
+        keys.sort_unstable();
+        for (_, key) in keys {
+            if let Some(part) = self.partitions.get_mut(&key) {
+                self.core.kill(part, key, out);
+            }
+        }
+    }
+}
+
+/// Largest `prev(_, n)` of the timeout emit fields.
+fn timeout_prev(rule: &Rule) -> u32 {
+    rule.timeout
+        .iter()
+        .flat_map(|t| t.fields.iter().map(|f| f.expr.max_prev()))
+        .max()
+        .unwrap_or(0)
 }
 
 /// `within` deadline of a run that started at `start_ts`.
@@ -345,31 +450,27 @@ fn deadline(within: i64, start_ts: i64) -> i64 {
     start_ts.saturating_add(within)
 }
 
-/// Puts the partition's earliest deadline in the timer heap unless an entry at or before it is
-/// already there (deadlines only grow within a partition, so one entry suffices).
-fn arm(
-    rule: &Rule,
-    timers: &mut BinaryHeap<Reverse<(i64, u64, PartitionKey)>>,
-    key: PartitionKey,
-    part: &mut Partition,
-) {
+/// Keeps the partition's live timer entry equal to its earliest deadline over runs that can
+/// still expire, with the start position of the first such run (in run-list order) as tie-break;
+/// a new entry is pushed whenever that pair changes (the old one goes stale).
+pub(crate) fn arm(rule: &Rule, timers: &mut Timers, key: PartitionKey, part: &mut Partition) {
     let Some(w) = rule.nfa.within else { return };
     // Completed matches waiting their turn never expire; they are released when the earlier
     // starts ahead of them resolve (an admitted-late start can sit behind a later-timed one).
-    let Some(next) = part
-        .runs
-        .iter()
-        .filter(|r| r.kind != RunKind::Accepted)
-        .map(|r| deadline(w, r.start_ts))
-        .min()
-    else {
-        return;
-    };
-    if part.timer.is_some_and(|t| t <= next) {
+    let mut next: Option<(i64, u64)> = None;
+    for r in part.runs.iter().filter(|r| r.kind != RunKind::Accepted) {
+        let d = deadline(w, r.start_ts);
+        if next.is_none_or(|(n, _)| d < n) {
+            next = Some((d, r.start_pos));
+        }
+    }
+    if part.timer == next {
         return;
     }
-    part.timer = Some(next);
-    timers.push(Reverse((next, part.first_pos, key)));
+    part.timer = next;
+    if let Some((d, tiebreak)) = next {
+        timers.push(Reverse((d, tiebreak, key)));
+    }
 }
 
 /// Drops history no run (nor a `prev` from one of its events) can refer to any more.
@@ -409,6 +510,8 @@ struct Ctx<'a> {
     rule: &'a Rule,
     rule_index: usize,
     key: PartitionKey,
+    /// [`Signal::order`] of the signals emitted.
+    order: (i64, u64),
     out: &'a mut Vec<Signal>,
     stats: &'a mut MatcherStats,
 }
@@ -662,6 +765,7 @@ impl Ctx<'_> {
             rule: self.rule_index,
             ts,
             key: self.key,
+            order: self.order,
             // Every bound event is still in the history (pruning keeps the oldest run's start).
             seq: m
                 .taken

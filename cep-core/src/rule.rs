@@ -11,8 +11,68 @@ use crate::schema::{Catalog, FieldType, TypeId};
 pub const MAX_KEY_FIELDS: usize = 4;
 
 /// A partition key: the raw slots of the `partition by` fields (unused entries 0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
 pub struct PartitionKey(pub [u64; MAX_KEY_FIELDS]);
+
+impl std::hash::Hash for PartitionKey {
+    /// One `write_u64` per slot (no length prefix, no byte slice), which word-at-a-time hashers
+    /// such as the fast matcher's turn into a few multiplications.
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for w in self.0 {
+            state.write_u64(w);
+        }
+    }
+}
+
+impl PartitionKey {
+    /// The shard (`0..count`) that owns this key: a stable hash of the key's slots modulo
+    /// `count`, the same on every platform and in every run. `count` 0 or 1: always 0.
+    #[inline]
+    pub fn shard(&self, count: u32) -> u32 {
+        if count <= 1 {
+            return 0;
+        }
+        let mut h = 0x9e37_79b9_7f4a_7c15u64;
+        for w in self.0 {
+            h = mix64(h ^ w);
+        }
+        // The remainder is below `count`, a u32.
+        (h % u64::from(count)) as u32
+    }
+}
+
+/// The splitmix64 finalizer: a bijective mix of 64 bits.
+#[inline]
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// One shard of a matcher's partition keys: shard `index` of `count` owns the keys with
+/// [`PartitionKey::shard`]`(count) == index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShardSpec {
+    /// This shard, `0..count`.
+    pub index: u32,
+    /// Number of shards (at least 1).
+    pub count: u32,
+}
+
+impl ShardSpec {
+    /// True if this shard owns `key`.
+    #[inline]
+    pub fn owns(&self, key: PartitionKey) -> bool {
+        key.shard(self.count) == self.index
+    }
+
+    /// True if `index < count` (every key then has exactly one owner among the shards
+    /// `0..count`).
+    pub fn is_valid(&self) -> bool {
+        self.index < self.count
+    }
+}
 
 /// One emitted field.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +134,37 @@ impl Rule {
         let conds = self.nfa.vars.iter().map(|v| v.condition.max_prev());
         let emits = self.emit.fields.iter().map(|f| f.expr.max_prev());
         conds.chain(emits).max().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_stable_and_in_range() {
+        let k = PartitionKey([7, 0, 0, 0]);
+        // Fixed values: the hash must not change between builds or platforms.
+        assert_eq!(k.shard(1), 0);
+        assert_eq!(k.shard(0), 0);
+        let counts: Vec<u32> = (1..=8).map(|c| k.shard(c)).collect();
+        assert_eq!(counts, [0, 0, 0, 2, 4, 0, 0, 2]);
+        let first: Vec<u32> = (0..8u64)
+            .map(|i| PartitionKey([i, 0, 0, 0]).shard(4))
+            .collect();
+        assert_eq!(first, [0, 3, 2, 2, 0, 0, 2, 2]);
+        let mut per_shard = [0u32; 4];
+        for i in 0..4000u64 {
+            let s = PartitionKey([i, 0, 0, 0]).shard(4);
+            assert!(s < 4);
+            per_shard[s as usize] += 1;
+        }
+        // Consecutive ids spread over every shard.
+        assert!(per_shard.iter().all(|&n| n > 800), "{per_shard:?}");
+        let spec = ShardSpec { index: 2, count: 4 };
+        assert!(spec.is_valid());
+        assert!(!ShardSpec { index: 4, count: 4 }.is_valid());
+        assert_eq!(spec.owns(k), k.shard(4) == 2);
     }
 }
 

@@ -33,6 +33,14 @@ pub struct Signal {
     pub seq: Vec<u64>,
     /// Emit fields in declaration order.
     pub fields: Vec<Value>,
+    /// Where the signal stands among those of one matcher call: `(i64::MIN, 0)` when emitted
+    /// while an event was processed; `(deadline, tie-break)` of the timer entry that fired it
+    /// when emitted by a watermark (the tie-break is the start position of the partition's first
+    /// run due at that deadline); `(i64::MIN, smallest run start position)` of its partition in
+    /// the final phase of the end of stream. A matcher emits each call's signals in ascending
+    /// order, and equal orders come from one partition, which lets outputs of shards (disjoint
+    /// key sets) merge deterministically.
+    pub order: (i64, u64),
 }
 
 impl Signal {

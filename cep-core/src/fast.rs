@@ -1,0 +1,397 @@
+//! The fast matcher: the reference matcher's answers, in the same order, without the work for
+//! events that provably change nothing.
+//!
+//! Input: the events of one stream in event-time order ([`FastMatcher::on_event`], or
+//! [`FastMatcher::on_event_with`] with the prefilter's verdict taken from a batch mask computed by
+//! [`FastMatcher::prepare_batch`]) and watermarks ([`FastMatcher::on_watermark`]). Output: the
+//! same [`Signal`]s as [`crate::reference::ReferenceMatcher`] for the same calls, in the same
+//! order. Next stage: a sink.
+//!
+//! How it differs from the reference matcher:
+//! - **Prefilter.** A partition with no runs (no partial matches, no pending `select first`
+//!   matches, no waiting absences) changes only if the event starts a run, and an event starts a
+//!   run only if it satisfies a start variable's condition, hence every single-event conjunct of
+//!   it. The prefilter is the `or` over start variables of the `and` of those conjuncts, compiled
+//!   into a columnar kernel ([`KernelSet`]) that evaluates a whole [`EventBatch`] into one
+//!   bitmask. An event that fails it in a partition without runs is skipped without touching the
+//!   partition store: only its delivery position advances.
+//! - **Active partitions only.** Partitions live in a hash map with a multiplicative hasher only
+//!   while they hold runs; one that becomes empty is removed, so checking whether a key is active
+//!   is a cheap lookup in a small, cache-resident table.
+//! - **History.** Removing a partition drops the events it kept for `prev`. That is safe only
+//!   when no expression can read an event before a run's start: a start variable's `prev(_, n)`
+//!   reads `n` events back from the start, another variable's `n - 1` (it is at least one event
+//!   past the start), emit and timeout fields `n` (a match may end at its start). When that
+//!   depth ([`history_depth`]) is not 0, the matcher neither skips events nor removes partitions,
+//!   and does exactly what the reference matcher does.
+//!
+//! Active partitions run the reference algorithm itself (`reference::Core`: expiry, stepping,
+//! reporting, timers), so the two matchers share one implementation of the semantics. Timer
+//! entries and the end-of-stream order depend only on live runs (see [`crate::reference`]), which
+//! is why dropping empty partitions changes no order. [`MatcherStats::partitions`] counts
+//! partitions created, which differs: a key becomes a partition each time it becomes active.
+//!
+//! Nothing allocates for a skipped event.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::event::{EventBatch, EventView};
+use crate::expr::{Bindings, Expr, VarId};
+use crate::kernel::{KernelSet, Scratch, mask_bit};
+use crate::nfa::Target;
+use crate::reference::{Core, MatcherConfig, MatcherStats, Partition};
+use crate::rule::{PartitionKey, Rule, ShardSpec};
+use crate::signal::Signal;
+
+/// A multiplicative hasher for partition keys (the FxHash step with a final rotation so that the
+/// well-mixed high bits reach the table index). Keys are not attacker-chosen hash-flooding input
+/// in this setting; speed matters more than DoS resistance.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0xf135_7aea_2e62_a9c5);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0.rotate_left(26)
+    }
+}
+
+/// Hash maps keyed by partition key with [`KeyHasher`].
+pub type KeyMap<V> = HashMap<PartitionKey, V, BuildHasherDefault<KeyHasher>>;
+
+/// How many events before a run's start an expression of `rule` can read through `prev`: a
+/// start variable's `prev(_, n)` needs `n`, any other variable's `n - 1`, emit and timeout fields
+/// `n`.
+pub fn history_depth(rule: &Rule) -> u32 {
+    let starts = start_vars(rule);
+    let vars = rule.nfa.vars.iter().enumerate().map(|(v, var)| {
+        let n = var.condition.max_prev();
+        if starts.iter().any(|&s| usize::from(s) == v) {
+            n
+        } else {
+            n.saturating_sub(1)
+        }
+    });
+    let emits = rule
+        .emit
+        .fields
+        .iter()
+        .chain(rule.timeout.iter().flat_map(|t| t.fields.iter()))
+        .map(|f| f.expr.max_prev());
+    vars.chain(emits).max().unwrap_or(0)
+}
+
+/// Variables of the states a run can start in.
+fn start_vars(rule: &Rule) -> Vec<VarId> {
+    let mut vars: Vec<VarId> = rule
+        .nfa
+        .start
+        .iter()
+        .filter_map(|t| match t {
+            Target::State(s) => rule.nfa.states.get(*s as usize).map(|st| st.var),
+            Target::Accept => None,
+        })
+        .collect();
+    vars.sort_unstable();
+    vars.dedup();
+    vars
+}
+
+/// The prefilter of `rule`: true for every event that satisfies some start variable's condition
+/// (possibly for more). Built from the single-event conjuncts of those conditions.
+pub fn prefilter(rule: &Rule) -> Expr {
+    start_vars(rule)
+        .into_iter()
+        .filter_map(|v| rule.nfa.vars.get(usize::from(v)))
+        .map(|var| {
+            let mut parts = Vec::new();
+            single_event_conjuncts(&var.condition, &mut parts);
+            parts
+                .into_iter()
+                .reduce(|a, b| Expr::And(Box::new(a), Box::new(b)))
+                .unwrap_or(Expr::Const(crate::value::Value::Bool(true)))
+        })
+        .reduce(|a, b| Expr::Or(Box::new(a), Box::new(b)))
+        .unwrap_or(Expr::Const(crate::value::Value::Bool(false)))
+}
+
+/// Appends the top-level `and` operands of `e` that read only the current event. `e` is true
+/// only if each of them is.
+fn single_event_conjuncts(e: &Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::And(l, r) => {
+            single_event_conjuncts(l, out);
+            single_event_conjuncts(r, out);
+        }
+        e if e.is_single_event() => out.push(e.clone()),
+        _ => {}
+    }
+}
+
+/// The current event alone (single-event expressions read nothing else).
+struct Current<'a>(EventView<'a>);
+
+impl Bindings for Current<'_> {
+    fn current(&self) -> EventView<'_> {
+        self.0
+    }
+    fn var_len(&self, _var: VarId) -> usize {
+        0
+    }
+    fn var_event(&self, _var: VarId, _i: usize) -> Option<EventView<'_>> {
+        None
+    }
+    fn prev(&self, _n: u32) -> Option<EventView<'_>> {
+        None
+    }
+}
+
+/// The prefilter, per event and per batch.
+#[derive(Debug)]
+struct Prefilter {
+    expr: Expr,
+    kernels: KernelSet,
+    scratch: Scratch,
+    /// The mask of the last prepared batch.
+    masks: Vec<Vec<u64>>,
+}
+
+impl Prefilter {
+    #[inline]
+    fn eval(&self, e: EventView<'_>) -> bool {
+        self.expr.eval(&Current(e)).is_true()
+    }
+}
+
+/// The fast matcher for one rule.
+#[derive(Debug)]
+pub struct FastMatcher {
+    core: Core,
+    /// Partitions with runs (all partitions seen when skipping is off).
+    partitions: KeyMap<Partition>,
+    /// Per type id: whether the rule reads it.
+    reads: Vec<bool>,
+    /// `None`: skipping is off ([`history_depth`] is not 0).
+    prefilter: Option<Prefilter>,
+}
+
+impl FastMatcher {
+    /// A matcher for `rule`, which is rule number `rule_index` of its program (copied into signals).
+    pub fn new(rule: Rule, rule_index: usize, config: MatcherConfig) -> Self {
+        let mut reads = Vec::new();
+        for &t in &rule.from {
+            let i = usize::from(t);
+            if reads.len() <= i {
+                reads.resize(i + 1, false);
+            }
+            reads[i] = true;
+        }
+        let prefilter = if history_depth(&rule) == 0 {
+            let expr = prefilter(&rule);
+            // The prefilter reads only the current event, so it always compiles; if it did not,
+            // matching without skipping stays correct.
+            KernelSet::new(std::slice::from_ref(&expr))
+                .ok()
+                .map(|kernels| Prefilter {
+                    expr,
+                    kernels,
+                    scratch: Scratch::new(),
+                    masks: Vec::new(),
+                })
+        } else {
+            None
+        };
+        Self {
+            core: Core::new(rule, rule_index, config),
+            partitions: KeyMap::default(),
+            reads,
+            prefilter,
+        }
+    }
+
+    /// Restricts the matcher to the partition keys of `shard` (`None`: every key).
+    pub fn with_shard(mut self, shard: Option<ShardSpec>) -> Self {
+        self.core.shard = shard;
+        self
+    }
+
+    /// The rule.
+    pub fn rule(&self) -> &Rule {
+        &self.core.rule
+    }
+
+    /// Counters so far (`partitions`: partitions created, see the module docs).
+    pub fn stats(&self) -> MatcherStats {
+        self.core.stats
+    }
+
+    /// True if events that cannot change anything are skipped (no `prev` history needed).
+    pub fn skips(&self) -> bool {
+        self.prefilter.is_some()
+    }
+
+    /// Partitions currently held.
+    pub fn active_partitions(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// Evaluates the prefilter over `batch` with the columnar kernels; afterwards
+    /// [`Self::can_start`] answers for its rows.
+    pub fn prepare_batch(&mut self, batch: &EventBatch) {
+        if let Some(p) = &mut self.prefilter {
+            p.kernels.eval(batch, &mut p.scratch, &mut p.masks);
+        }
+    }
+
+    /// The prefilter's verdict for row `row` of the last prepared batch (`None` when the matcher
+    /// does not skip).
+    #[inline]
+    pub fn can_start(&self, row: usize) -> Option<bool> {
+        let p = self.prefilter.as_ref()?;
+        Some(p.masks.first().is_some_and(|m| mask_bit(m, row)))
+    }
+
+    /// Feeds one event, evaluating the prefilter for it; see
+    /// [`crate::reference::ReferenceMatcher::on_event`].
+    pub fn on_event(&mut self, e: EventView<'_>, out: &mut Vec<Signal>) {
+        self.on_event_with(e, None, out);
+    }
+
+    /// Feeds one event whose prefilter verdict may be known already (`can_start`, e.g. from
+    /// [`Self::can_start`]); `None` evaluates it.
+    #[inline]
+    pub fn on_event_with(
+        &mut self,
+        e: EventView<'_>,
+        can_start: Option<bool>,
+        out: &mut Vec<Signal>,
+    ) {
+        if !self
+            .reads
+            .get(usize::from(e.type_id))
+            .copied()
+            .unwrap_or(false)
+        {
+            return;
+        }
+        let core = &mut self.core;
+        let pos = core.next_pos;
+        core.next_pos += 1;
+        let key = core.rule.key_of(&e);
+        if !core.owns(key) {
+            return;
+        }
+        core.stats.events += 1;
+        let Some(p) = &self.prefilter else {
+            let part = self.partitions.entry(key).or_insert_with(|| {
+                core.stats.partitions += 1;
+                Partition::default()
+            });
+            core.process(part, key, e, pos, out);
+            return;
+        };
+        let skip = |p: &Prefilter| !can_start.unwrap_or_else(|| p.eval(e));
+        if self.partitions.is_empty() {
+            if skip(p) {
+                return;
+            }
+        } else if !self.partitions.contains_key(&key) && skip(p) {
+            return;
+        }
+        match self.partitions.entry(key) {
+            Entry::Occupied(mut o) => {
+                core.process(o.get_mut(), key, e, pos, out);
+                if o.get().runs.is_empty() {
+                    o.remove();
+                }
+            }
+            Entry::Vacant(v) => {
+                let mut part = Partition::default();
+                core.process(&mut part, key, e, pos, out);
+                if !part.runs.is_empty() {
+                    core.stats.partitions += 1;
+                    v.insert(part);
+                }
+            }
+        }
+    }
+
+    /// Watermark `w`; see [`crate::reference::ReferenceMatcher::on_watermark`].
+    pub fn on_watermark(&mut self, w: i64, out: &mut Vec<Signal>) {
+        let remove_empty = self.prefilter.is_some();
+        while let Some(&std::cmp::Reverse((d, tiebreak, key))) = self.core.timers.peek() {
+            if d > w {
+                break;
+            }
+            self.core.timers.pop();
+            let Entry::Occupied(mut o) = self.partitions.entry(key) else {
+                continue; // the partition emptied and was removed: a stale entry
+            };
+            if o.get().timer() != Some((d, tiebreak)) {
+                continue; // stale entry
+            }
+            self.core.fire(o.get_mut(), key, (d, tiebreak), out);
+            if remove_empty && o.get().runs.is_empty() {
+                o.remove();
+            }
+        }
+    }
+
+    /// Ends the stream: the watermark `i64::MAX`, then [`Self::finish_runs`].
+    pub fn finish(&mut self, out: &mut Vec<Signal>) {
+        self.on_watermark(i64::MAX, out);
+        self.finish_runs(out);
+    }
+
+    /// The final phase of [`Self::finish`]; see
+    /// [`crate::reference::ReferenceMatcher::finish_runs`].
+    pub fn finish_runs(&mut self, out: &mut Vec<Signal>) {
+        let mut keys: Vec<(u64, PartitionKey)> = self
+            .partitions
+            .iter()
+            .filter_map(|(k, p)| Some((p.first_start()?, *k)))
+            .collect();
+        keys.sort_unstable();
+        for (_, key) in keys {
+            if let Some(part) = self.partitions.get_mut(&key) {
+                self.core.kill(part, key, out);
+            }
+        }
+        if self.prefilter.is_some() {
+            self.partitions.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn key_hasher_spreads_small_keys() {
+        let b = BuildHasherDefault::<KeyHasher>::default();
+        let mut buckets = [0u32; 64];
+        for i in 0..6400u64 {
+            let h = b.hash_one(PartitionKey([i, 0, 0, 0]));
+            buckets[(h & 63) as usize] += 1;
+        }
+        assert!(buckets.iter().all(|&n| n > 50), "{buckets:?}");
+    }
+}
