@@ -33,11 +33,9 @@
 //! not even looked up. Partition state (the word and a ring of the last `k` events) is recycled
 //! through a free list, so steady-state matching allocates only for signals.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use crate::event::EventView;
 use crate::expr::{Bindings, Expr, VarId};
+use crate::fast::KeyMap;
 use crate::nfa::{AfterMatch, Contiguity, PatternNode, Quantifier};
 use crate::reference::{MatcherConfig, MatcherStats};
 use crate::rule::{PartitionKey, Rule};
@@ -45,35 +43,6 @@ use crate::signal::{Signal, SignalKind};
 
 /// Longest pattern the one-word state holds.
 pub const MAX_LEN: usize = 64;
-
-/// A multiplicative hash for partition keys (symbol ids and small integers): one multiply per
-/// word instead of SipHash's rounds; the keys come from the input, but a skewed key set costs
-/// only speed here, never correctness.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-    #[inline]
-    fn write_u64(&mut self, x: u64) {
-        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-    #[inline]
-    fn write_usize(&mut self, x: usize) {
-        self.write_u64(x as u64);
-    }
-}
-
-type KeyMap<V> = HashMap<PartitionKey, V, BuildHasherDefault<KeyHasher>>;
 
 /// One partition's live runs and its last `k` events.
 #[derive(Debug, Clone)]
@@ -444,6 +413,7 @@ impl ShiftAndMatcher {
                 .iter()
                 .map(|f| f.expr.eval(&b))
                 .collect(),
+            order: (i64::MIN, 0),
         }
     }
 
