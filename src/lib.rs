@@ -498,19 +498,26 @@ impl Engine {
     /// Pushes one borrowed event (the replay hot path: in-order input with no delay is delivered
     /// without copying).
     pub fn push_view(&mut self, e: EventView<'_>, on_signal: impl FnMut(Signal<'_>)) -> Admission {
-        let admission = self.arrive(e);
+        let admission = self.arrive(e, None);
         self.flush(on_signal);
         admission
     }
 
     /// Pushes the rows of `batch` in order, with the same semantics as [`Self::push_view`] for
     /// each row; `on_late(row)` is called for each row that came back [`Admission::Late`].
+    ///
+    /// The fast matchers first evaluate their prefilters over the whole batch with the columnar
+    /// kernels; rows delivered at once use those masks, events released later from the reorder
+    /// buffer are checked one by one.
     pub fn push_batch(
         &mut self,
         batch: &EventBatch,
         mut on_signal: impl FnMut(Signal<'_>),
         mut on_late: impl FnMut(usize),
     ) {
+        for m in &mut self.matchers {
+            m.prepare_batch(batch);
+        }
         let mut row = std::mem::take(&mut self.row);
         for i in 0..batch.len() {
             batch.copy_slots(i, &mut row);
@@ -520,7 +527,7 @@ impl Engine {
                 type_id: batch.type_ids()[i],
                 slots: &row,
             };
-            if self.arrive(e) == Admission::Late {
+            if self.arrive(e, Some(i)) == Admission::Late {
                 on_late(i);
             }
             self.flush(&mut on_signal);
@@ -528,8 +535,9 @@ impl Engine {
         self.row = row;
     }
 
-    /// One arrival through the event-time layer to the operators (signals stay pending).
-    fn arrive(&mut self, e: EventView<'_>) -> Admission {
+    /// One arrival through the event-time layer to the operators (signals stay pending); `row`:
+    /// its row in the batch last prepared by the matchers.
+    fn arrive(&mut self, e: EventView<'_>, row: Option<usize>) -> Admission {
         self.next_seq = self.next_seq.max(e.seq + 1);
         let admission = match self.sequencer.arrive(e) {
             Arrival::Deliver {
@@ -537,7 +545,7 @@ impl Engine {
                 admitted_late,
             } => {
                 self.advance(advance_to);
-                self.deliver(e);
+                self.deliver(e, row);
                 if admitted_late {
                     Admission::AdmittedLate
                 } else {
@@ -615,15 +623,16 @@ impl Engine {
             match item {
                 Ready::Event { event, advance_to } => {
                     self.advance(advance_to);
-                    self.deliver(event.view());
+                    self.deliver(event.view(), None);
                 }
                 Ready::Watermark(w) => self.advance(w),
             }
         }
     }
 
-    /// Gives an input event to every operator that reads its type (queries, then rules).
-    fn deliver(&mut self, e: EventView<'_>) {
+    /// Gives an input event to every operator that reads its type (queries, then rules); `row`:
+    /// its row in the batch last prepared by the matchers.
+    fn deliver(&mut self, e: EventView<'_>, row: Option<usize>) {
         for q in &mut self.queries {
             if q.reads(e.type_id) {
                 q.on_event(e);
@@ -631,7 +640,7 @@ impl Engine {
         }
         for m in &mut self.matchers {
             self.step += 1;
-            m.on_event(e, &mut self.pending);
+            m.on_event_row(e, row, &mut self.pending);
             tag(&self.pending, &mut self.pending_steps, self.step);
         }
     }
@@ -812,9 +821,24 @@ impl Matcher {
 
     #[inline]
     fn on_event(&mut self, e: EventView<'_>, out: &mut Vec<RawSignal>) {
+        self.on_event_row(e, None, out);
+    }
+
+    /// `row`: the event's row in the batch last given to [`Self::prepare_batch`].
+    #[inline]
+    fn on_event_row(&mut self, e: EventView<'_>, row: Option<usize>, out: &mut Vec<RawSignal>) {
         match self {
             Matcher::Reference(m) => m.on_event(e, out),
-            Matcher::Fast(m) => m.on_event(e, out),
+            Matcher::Fast(m) => {
+                let can_start = row.and_then(|r| m.can_start(r));
+                m.on_event_with(e, can_start, out)
+            }
+        }
+    }
+
+    fn prepare_batch(&mut self, batch: &EventBatch) {
+        if let Matcher::Fast(m) = self {
+            m.prepare_batch(batch);
         }
     }
 
