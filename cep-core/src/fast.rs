@@ -43,6 +43,7 @@ use crate::kernel::{KernelSet, Scratch, mask_bit};
 use crate::nfa::Target;
 use crate::reference::{Core, MatcherConfig, MatcherStats, Partition};
 use crate::rule::{PartitionKey, Rule, ShardSpec};
+use crate::schema::TypeId;
 use crate::signal::Signal;
 
 /// A multiplicative hasher for partition keys (the FxHash step with a final rotation so that the
@@ -166,11 +167,17 @@ impl Bindings for Current<'_> {
 #[derive(Debug)]
 struct Prefilter {
     expr: Expr,
+    /// Two predicates: the rule reads the event's type; it does and the prefilter holds.
     kernels: KernelSet,
     scratch: Scratch,
-    /// The mask of the last prepared batch.
+    /// The masks of the last prepared batch, in the order of `kernels`.
     masks: Vec<Vec<u64>>,
 }
+
+/// Mask index of "the rule reads the row's type".
+const READS: usize = 0;
+/// Mask index of "the rule reads the row and its prefilter holds".
+const STARTS: usize = 1;
 
 impl Prefilter {
     #[inline]
@@ -204,9 +211,11 @@ impl FastMatcher {
         }
         let prefilter = if history_depth(&rule) == 0 {
             let expr = prefilter(&rule);
-            // The prefilter reads only the current event, so it always compiles; if it did not,
+            let reads = Expr::TypeIs(rule.from.clone());
+            let starts = Expr::And(Box::new(reads.clone()), Box::new(expr.clone()));
+            // Both read only the current event, so they always compile; if they did not,
             // matching without skipping stays correct.
-            KernelSet::new(std::slice::from_ref(&expr))
+            KernelSet::new(&[reads, starts])
                 .ok()
                 .map(|kernels| Prefilter {
                     expr,
@@ -246,6 +255,13 @@ impl FastMatcher {
         self.prefilter.is_some()
     }
 
+    /// The earliest deadline in the timer heap (`i64::MAX` if none): a watermark below it
+    /// changes nothing.
+    #[inline]
+    pub fn next_deadline(&self) -> i64 {
+        self.core.next_deadline()
+    }
+
     /// Partitions currently held.
     pub fn active_partitions(&self) -> usize {
         self.partitions.len()
@@ -259,12 +275,36 @@ impl FastMatcher {
         }
     }
 
+    /// True if the matcher skips events and holds no partition: then only the rows of
+    /// [`Self::attention`] can change anything.
+    #[inline]
+    pub fn is_idle(&self) -> bool {
+        self.prefilter.is_some() && self.partitions.is_empty()
+    }
+
+    /// The rows of the last prepared batch that can start a run (`None` when the matcher does
+    /// not skip).
+    pub fn attention(&self) -> Option<&[u64]> {
+        Some(self.prefilter.as_ref()?.masks.get(STARTS)?)
+    }
+
+    /// Accounts for rows `from..to` of the last prepared batch, delivered to the engine but not
+    /// fed to the matcher because it was idle and none of them is in [`Self::attention`]: their
+    /// positions and the event count advance by the rows the rule reads. The caller guarantees
+    /// those conditions.
+    pub fn skip_rows(&mut self, from: usize, to: usize) {
+        let Some(p) = &self.prefilter else { return };
+        let reads = count_ones(p.masks.get(READS).map_or(&[], Vec::as_slice), from, to);
+        self.core.next_pos += reads;
+        self.core.stats.events += reads;
+    }
+
     /// The prefilter's verdict for row `row` of the last prepared batch (`None` when the matcher
     /// does not skip).
     #[inline]
     pub fn can_start(&self, row: usize) -> Option<bool> {
         let p = self.prefilter.as_ref()?;
-        Some(p.masks.first().is_some_and(|m| mask_bit(m, row)))
+        Some(p.masks.get(STARTS).is_some_and(|m| mask_bit(m, row)))
     }
 
     /// Feeds one event, evaluating the prefilter for it; see
@@ -282,9 +322,76 @@ impl FastMatcher {
         can_start: Option<bool>,
         out: &mut Vec<Signal>,
     ) {
+        self.feed(
+            e.type_id,
+            |p| can_start.unwrap_or_else(|| p.eval(e)),
+            |rule| rule.key_of(&e),
+            || e,
+            out,
+        );
+    }
+
+    /// Feeds row `row` of `batch`, the batch last given to [`Self::prepare_batch`]. The row's
+    /// slots are copied (into `scratch`) only if a partition has to process it.
+    #[inline]
+    pub fn on_batch_row(
+        &mut self,
+        batch: &EventBatch,
+        row: usize,
+        scratch: &mut Vec<u64>,
+        out: &mut Vec<Signal>,
+    ) {
+        // The common case without branching on the row's type: nothing active and the row
+        // cannot start a run (whichever shard owns its key); only the position and the event
+        // count advance if the rule reads the row.
+        if let Some(p) = &self.prefilter
+            && self.partitions.is_empty()
+        {
+            let bit = |m: usize| {
+                p.masks
+                    .get(m)
+                    .and_then(|m| m.get(row / 64))
+                    .map_or(0, |w| (w >> (row % 64)) & 1)
+            };
+            if bit(STARTS) == 0 {
+                let reads = bit(READS);
+                self.core.next_pos += reads;
+                self.core.stats.events += reads;
+                return;
+            }
+        }
+        self.feed(
+            batch.type_ids()[row],
+            |p| p.masks.get(STARTS).is_some_and(|m| mask_bit(m, row)),
+            |rule| rule.key_of_row(batch, row),
+            move || {
+                batch.copy_slots(row, scratch);
+                let slots: &Vec<u64> = scratch;
+                EventView {
+                    seq: batch.seq()[row],
+                    ts: batch.ts()[row],
+                    type_id: batch.type_ids()[row],
+                    slots,
+                }
+            },
+            out,
+        );
+    }
+
+    /// One event of type `type_id`: `can_start` gives the prefilter's verdict, `key` its
+    /// partition key, `event` the event itself; each is asked for only when needed.
+    #[inline(always)]
+    fn feed<'e>(
+        &mut self,
+        type_id: TypeId,
+        can_start: impl FnOnce(&Prefilter) -> bool,
+        key: impl FnOnce(&Rule) -> PartitionKey,
+        event: impl FnOnce() -> EventView<'e>,
+        out: &mut Vec<Signal>,
+    ) {
         if !self
             .reads
-            .get(usize::from(e.type_id))
+            .get(usize::from(type_id))
             .copied()
             .unwrap_or(false)
         {
@@ -293,37 +400,47 @@ impl FastMatcher {
         let core = &mut self.core;
         let pos = core.next_pos;
         core.next_pos += 1;
-        let key = core.rule.key_of(&e);
-        if !core.owns(key) {
-            return;
-        }
         core.stats.events += 1;
         let Some(p) = &self.prefilter else {
+            let key = key(&core.rule);
+            if !core.owns(key) {
+                return;
+            }
             let part = self.partitions.entry(key).or_insert_with(|| {
                 core.stats.partitions += 1;
                 Partition::default()
             });
-            core.process(part, key, e, pos, out);
+            core.process(part, key, event(), pos, out);
             return;
         };
-        let skip = |p: &Prefilter| !can_start.unwrap_or_else(|| p.eval(e));
-        if self.partitions.is_empty() {
-            if skip(p) {
-                return;
-            }
-        } else if !self.partitions.contains_key(&key) && skip(p) {
+        // Asked at most once, and only when the partition is not active.
+        let mut can_start = Some(can_start);
+        let mut verdict = None;
+        let mut starts =
+            |p: &Prefilter| *verdict.get_or_insert_with(|| can_start.take().is_some_and(|f| f(p)));
+        // The common case first: nothing active and the event cannot start a run, whichever
+        // shard owns its key.
+        if self.partitions.is_empty() && !starts(p) {
+            return;
+        }
+        let key = key(&core.rule);
+        if !core.owns(key) {
             return;
         }
         match self.partitions.entry(key) {
             Entry::Occupied(mut o) => {
-                core.process(o.get_mut(), key, e, pos, out);
+                core.process(o.get_mut(), key, event(), pos, out);
                 if o.get().runs.is_empty() {
                     o.remove();
                 }
             }
             Entry::Vacant(v) => {
+                if !starts(p) {
+                    return;
+                }
+                // Kept only if the event left runs behind.
                 let mut part = Partition::default();
-                core.process(&mut part, key, e, pos, out);
+                core.process(&mut part, key, event(), pos, out);
                 if !part.runs.is_empty() {
                     core.stats.partitions += 1;
                     v.insert(part);
@@ -379,10 +496,49 @@ impl FastMatcher {
     }
 }
 
+/// Number of set bits `from..to` of `mask` (bits past the mask count as 0).
+fn count_ones(mask: &[u64], from: usize, to: usize) -> u64 {
+    let mut n = 0u64;
+    let mut row = from;
+    while row < to {
+        let (w, b) = (row / 64, row % 64);
+        let take = (64 - b).min(to - row);
+        let bits = mask.get(w).copied().unwrap_or(0) >> b;
+        let bits = if take == 64 {
+            bits
+        } else {
+            bits & ((1u64 << take) - 1)
+        };
+        n += u64::from(bits.count_ones());
+        row += take;
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::hash::BuildHasher;
+
+    #[test]
+    fn count_ones_counts_a_range() {
+        let mask = [u64::MAX, 0b1011, 0];
+        assert_eq!(count_ones(&mask, 0, 0), 0);
+        assert_eq!(count_ones(&mask, 0, 64), 64);
+        assert_eq!(count_ones(&mask, 63, 66), 3);
+        assert_eq!(count_ones(&mask, 65, 68), 2);
+        assert_eq!(count_ones(&mask, 10, 300), 57);
+        let naive = |from: usize, to: usize| {
+            (from..to)
+                .filter(|&r| mask.get(r / 64).is_some_and(|w| w >> (r % 64) & 1 == 1))
+                .count() as u64
+        };
+        for from in 0..140 {
+            for to in from..200 {
+                assert_eq!(count_ones(&mask, from, to), naive(from, to), "{from}..{to}");
+            }
+        }
+    }
 
     #[test]
     fn key_hasher_spreads_small_keys() {
