@@ -421,6 +421,12 @@ impl Engine {
         self.next_derived_seq
     }
 
+    /// Matcher calls so far ([`SignalOrder::step`]): the same in every shard after the same
+    /// input, so every signal with a step up to it is final once all shards report it.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
     /// The watermark the operators have reached (`i64::MIN` before the first).
     pub fn watermark(&self) -> i64 {
         self.watermark

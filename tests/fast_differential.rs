@@ -217,6 +217,8 @@ struct Output {
     late: Vec<u64>,
     /// Per rule: events, matches, timeouts, live runs, peak live runs, evictions.
     counters: Vec<[u64; 6]>,
+    /// Engine steps at the end.
+    steps: u64,
 }
 
 fn run(
@@ -304,6 +306,7 @@ fn run(
         signals,
         late,
         counters,
+        steps: engine.steps(),
     })
 }
 
@@ -392,12 +395,14 @@ fn check_shards(sc: &Scenario) -> Result<(), TestCaseError> {
                 }
                 let events = |o: &Output| o.counters.iter().map(|c| c[0]).collect::<Vec<_>>();
                 prop_assert_eq!(events(&out), events(&whole), "events read per rule");
+                prop_assert_eq!(out.steps, whole.steps, "steps");
                 outs.push(out.signals);
             }
             let merged = Output {
                 signals: merge(outs),
                 late: whole.late.clone(),
                 counters: whole.counters.clone(),
+                steps: whole.steps,
             };
             if merged.signals != whole.signals {
                 return Err(differ(
