@@ -279,6 +279,16 @@ impl WindowOperator for QueryOperator {
 /// `w`, each in turn first receives the derived events that earlier queries emitted at this step
 /// (in time order, each preceded by advancing it to `ts - 1`), then `w` itself, which may close
 /// its windows and emit derived events for the operators after it.
+///
+/// Each rule runs on a matcher of [`EngineConfig::kind`]; both kinds give the same signals in the
+/// same order. Every matcher call the engine makes (an event, a watermark, the two phases of
+/// [`Engine::finish`]) is one *step*, counted whether or not the call does anything, and every
+/// signal carries its [`SignalOrder`] (step, then the matcher's order within the call); output is
+/// in ascending order. With [`EngineConfig::shard`] the rules keep only their partitions of one
+/// shard while everything else runs unchanged, so shards count the same steps and their outputs
+/// merge by [`SignalOrder`] into the unsharded output. [`Engine::push_batch`] feeds a whole
+/// [`EventBatch`], letting fast matchers evaluate their prefilters with the columnar kernels and
+/// pass over rows that cannot change anything.
 #[derive(Debug)]
 pub struct Engine {
     program: Program,

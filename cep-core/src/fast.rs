@@ -1,23 +1,29 @@
 //! The fast matcher: the reference matcher's answers, in the same order, without the work for
 //! events that provably change nothing.
 //!
-//! Input: the events of one stream in event-time order ([`FastMatcher::on_event`], or
-//! [`FastMatcher::on_event_with`] with the prefilter's verdict taken from a batch mask computed by
-//! [`FastMatcher::prepare_batch`]) and watermarks ([`FastMatcher::on_watermark`]). Output: the
-//! same [`Signal`]s as [`crate::reference::ReferenceMatcher`] for the same calls, in the same
-//! order. Next stage: a sink.
+//! Input: the events of one stream in event-time order, one at a time
+//! ([`FastMatcher::on_event`]) or as rows of a batch whose masks [`FastMatcher::prepare_batch`]
+//! computed first ([`FastMatcher::on_batch_row`], [`FastMatcher::on_event_with`]), and
+//! watermarks ([`FastMatcher::on_watermark`]). Output: the same [`Signal`]s as
+//! [`crate::reference::ReferenceMatcher`] for the same calls, in the same order. Next stage: a
+//! sink.
 //!
 //! How it differs from the reference matcher:
 //! - **Prefilter.** A partition with no runs (no partial matches, no pending `select first`
 //!   matches, no waiting absences) changes only if the event starts a run, and an event starts a
 //!   run only if it satisfies a start variable's condition, hence every single-event conjunct of
-//!   it. The prefilter is the `or` over start variables of the `and` of those conjuncts, compiled
-//!   into a columnar kernel ([`KernelSet`]) that evaluates a whole [`EventBatch`] into one
-//!   bitmask. An event that fails it in a partition without runs is skipped without touching the
-//!   partition store: only its delivery position advances.
-//! - **Active partitions only.** Partitions live in a hash map with a multiplicative hasher only
-//!   while they hold runs; one that becomes empty is removed, so checking whether a key is active
-//!   is a cheap lookup in a small, cache-resident table.
+//!   it. The prefilter is the `or` over start variables of the `and` of those conjuncts. For a
+//!   batch, the columnar kernels ([`KernelSet`]) turn it into two bitmasks over the whole
+//!   [`EventBatch`]: rows the rule reads, and rows it reads that pass the prefilter; single
+//!   events evaluate it directly. An event that fails it in a partition without runs is skipped
+//!   without touching the partition store: only its delivery position (and the event count)
+//!   advances. While no partition is active, a caller may even leave such rows out and account
+//!   for them in bulk ([`FastMatcher::skip_rows`], a popcount of the first mask).
+//! - **Active partitions only.** Partitions live in a hash map with a multiplicative hasher
+//!   ([`KeyHasher`]) only while they hold runs; one that becomes empty is removed, so checking
+//!   whether a key is active is a cheap lookup in a small, cache-resident table, and an empty
+//!   table needs no key at all. Keys of batch rows are read from the columns, and a row's slots
+//!   are copied only when a partition processes it.
 //! - **History.** Removing a partition drops the events it kept for `prev`. That is safe only
 //!   when no expression can read an event before a run's start: a start variable's `prev(_, n)`
 //!   reads `n` events back from the start, another variable's `n - 1` (it is at least one event
