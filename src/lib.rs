@@ -938,6 +938,9 @@ fn tag(pending: &[RawSignal], steps: &mut Vec<u64>, step: u64) {
 }
 
 /// A rule's matcher of the configured kind.
+// One per rule in a Vec: the size difference costs nothing, and boxing would add an indirection
+// to every call on the per-event path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Matcher {
     Reference(ReferenceMatcher),

@@ -138,6 +138,21 @@ pub fn prefilter(rule: &Rule) -> Expr {
         .unwrap_or(Expr::Const(crate::value::Value::Bool(false)))
 }
 
+/// False if no event of type `type_id` can pass the prefilter of `rule`: every start
+/// variable's condition has a conjunct `type is ...` that excludes it.
+fn type_may_pass(rule: &Rule, type_id: TypeId) -> bool {
+    start_vars(rule)
+        .into_iter()
+        .filter_map(|v| rule.nfa.vars.get(usize::from(v)))
+        .any(|var| {
+            let mut parts = Vec::new();
+            single_event_conjuncts(&var.condition, &mut parts);
+            parts
+                .iter()
+                .all(|c| !matches!(c, Expr::TypeIs(types) if !types.contains(&type_id)))
+        })
+}
+
 /// Appends the top-level `and` operands of `e` that read only the current event. `e` is true
 /// only if each of them is.
 fn single_event_conjuncts(e: &Expr, out: &mut Vec<Expr>) {
@@ -173,6 +188,8 @@ impl Bindings for Current<'_> {
 #[derive(Debug)]
 struct Prefilter {
     expr: Expr,
+    /// Per type id: false if no event of the type can pass (checked before `expr`).
+    type_may_pass: Vec<bool>,
     /// Two predicates: the rule reads the event's type; it does and the prefilter holds.
     kernels: KernelSet,
     scratch: Scratch,
@@ -188,7 +205,11 @@ const STARTS: usize = 1;
 impl Prefilter {
     #[inline]
     fn eval(&self, e: EventView<'_>) -> bool {
-        self.expr.eval(&Current(e)).is_true()
+        self.type_may_pass
+            .get(usize::from(e.type_id))
+            .copied()
+            .unwrap_or(true)
+            && self.expr.eval(&Current(e)).is_true()
     }
 }
 
@@ -217,14 +238,17 @@ impl FastMatcher {
         }
         let prefilter = if history_depth(&rule) == 0 {
             let expr = prefilter(&rule);
-            let reads = Expr::TypeIs(rule.from.clone());
-            let starts = Expr::And(Box::new(reads.clone()), Box::new(expr.clone()));
+            let reads_type = Expr::TypeIs(rule.from.clone());
+            let starts = Expr::And(Box::new(reads_type.clone()), Box::new(expr.clone()));
             // Both read only the current event, so they always compile; if they did not,
             // matching without skipping stays correct.
-            KernelSet::new(&[reads, starts])
+            KernelSet::new(&[reads_type, starts])
                 .ok()
                 .map(|kernels| Prefilter {
                     expr,
+                    type_may_pass: (0..reads.len())
+                        .map(|t| TypeId::try_from(t).is_ok_and(|t| type_may_pass(&rule, t)))
+                        .collect(),
                     kernels,
                     scratch: Scratch::new(),
                     masks: Vec::new(),
