@@ -280,6 +280,16 @@ impl WindowOperator for QueryOperator {
 /// `w`, each in turn first receives the derived events that earlier queries emitted at this step
 /// (in time order, each preceded by advancing it to `ts - 1`), then `w` itself, which may close
 /// its windows and emit derived events for the operators after it.
+///
+/// Each rule runs on a matcher of [`EngineConfig::kind`]; both kinds give the same signals in the
+/// same order. Every matcher call the engine makes (an event, a watermark, the two phases of
+/// [`Engine::finish`]) is one *step*, counted whether or not the call does anything, and every
+/// signal carries its [`SignalOrder`] (step, then the matcher's order within the call); output is
+/// in ascending order. With [`EngineConfig::shard`] the rules keep only their partitions of one
+/// shard while everything else runs unchanged, so shards count the same steps and their outputs
+/// merge by [`SignalOrder`] into the unsharded output. [`Engine::push_batch`] feeds a whole
+/// [`EventBatch`], letting fast matchers evaluate their prefilters with the columnar kernels and
+/// pass over rows that cannot change anything.
 #[derive(Debug)]
 pub struct Engine {
     program: Program,
@@ -287,7 +297,8 @@ pub struct Engine {
     sequencer: Sequencer,
     queries: Vec<Box<dyn WindowOperator>>,
     matchers: Vec<Matcher>,
-    /// Watermark per operator: queries first, then rules.
+    /// Watermark per operator: queries first, then rules (kept only with queries; without,
+    /// every operator is at `watermark`).
     op_watermarks: Vec<i64>,
     /// Every operator is at least at this watermark.
     watermark: i64,
@@ -298,8 +309,10 @@ pub struct Engine {
     pending_steps: Vec<u64>,
     /// Matcher calls so far (see [`SignalOrder::step`]).
     step: u64,
-    /// Scratch: one batch row's slots.
-    row: Vec<u64>,
+    /// Scratch: a batch's slots row by row.
+    rows: Vec<u64>,
+    /// Scratch: the rows of a batch some matcher must see even while idle.
+    attention: Vec<u64>,
     /// Derived events emitted during the current watermark step, in emission (seq) order.
     derived: Vec<Event>,
     /// Scratch: one query's output, then indices of derived events an operator reads.
@@ -373,7 +386,8 @@ impl Engine {
             pending: Vec::new(),
             pending_steps: Vec::new(),
             step: 0,
-            row: Vec::new(),
+            rows: Vec::new(),
+            attention: Vec::new(),
             derived: Vec::new(),
             emitted: Vec::new(),
             inbox: Vec::new(),
@@ -416,6 +430,12 @@ impl Engine {
     /// and signals of rules over query outputs list these numbers in `seq`.
     pub fn derived_events(&self) -> u64 {
         self.next_derived_seq
+    }
+
+    /// Matcher calls so far ([`SignalOrder::step`]): the same in every shard after the same
+    /// input, so every signal with a step up to it is final once all shards report it.
+    pub fn steps(&self) -> u64 {
+        self.step
     }
 
     /// The watermark the operators have reached (`i64::MIN` before the first).
@@ -499,38 +519,146 @@ impl Engine {
     /// Pushes one borrowed event (the replay hot path: in-order input with no delay is delivered
     /// without copying).
     pub fn push_view(&mut self, e: EventView<'_>, on_signal: impl FnMut(Signal<'_>)) -> Admission {
-        let admission = self.arrive(e);
+        let admission = self.arrive(e, |engine| engine.deliver(e, None));
         self.flush(on_signal);
         admission
     }
 
     /// Pushes the rows of `batch` in order, with the same semantics as [`Self::push_view`] for
     /// each row; `on_late(row)` is called for each row that came back [`Admission::Late`].
+    ///
+    /// The fast matchers first evaluate their prefilters over the whole batch with the columnar
+    /// kernels; rows delivered at once use those masks, events released later from the reorder
+    /// buffer are checked one by one.
     pub fn push_batch(
         &mut self,
         batch: &EventBatch,
         mut on_signal: impl FnMut(Signal<'_>),
         mut on_late: impl FnMut(usize),
     ) {
-        let mut row = std::mem::take(&mut self.row);
-        for i in 0..batch.len() {
-            batch.copy_slots(i, &mut row);
-            let e = EventView {
-                seq: batch.seq()[i],
-                ts: batch.ts()[i],
-                type_id: batch.type_ids()[i],
-                slots: &row,
-            };
-            if self.arrive(e) == Admission::Late {
-                on_late(i);
-            }
-            self.flush(&mut on_signal);
+        for m in &mut self.matchers {
+            m.prepare_batch(batch);
         }
-        self.row = row;
+        let mut rows = std::mem::take(&mut self.rows);
+        let (seq, ts, types) = (batch.seq(), batch.ts(), batch.type_ids());
+        if self.sequencer.reads_slots() {
+            // The rows' slots, row after row: every event view is a slice of it.
+            let width = batch.slot_count();
+            rows.clear();
+            rows.resize(batch.len() * width, 0);
+            for c in 0..width {
+                for (r, &x) in batch.slot_column(c).iter().enumerate() {
+                    rows[r * width + c] = x;
+                }
+            }
+            for i in 0..batch.len() {
+                let e = EventView {
+                    seq: seq[i],
+                    ts: ts[i],
+                    type_id: types[i],
+                    slots: &rows[i * width..(i + 1) * width],
+                };
+                if self.arrive(e, |engine| engine.deliver(e, Some(i))) == Admission::Late {
+                    on_late(i);
+                }
+                self.flush(&mut on_signal);
+            }
+        } else if self.queries.is_empty() && self.matchers.iter().all(Matcher::skips) {
+            self.push_rows_skipping(batch, &mut rows, &mut on_signal, &mut on_late);
+        } else {
+            // The event-time layer reads no slots here, and the operators read a row's slots
+            // (copied into `rows`) only when they process it.
+            for i in 0..batch.len() {
+                let e = EventView {
+                    seq: seq[i],
+                    ts: ts[i],
+                    type_id: types[i],
+                    slots: &[],
+                };
+                let admission = self.arrive(e, |engine| engine.deliver_row(batch, i, &mut rows));
+                if admission == Admission::Late {
+                    on_late(i);
+                }
+                self.flush(&mut on_signal);
+            }
+        }
+        self.rows = rows;
     }
 
-    /// One arrival through the event-time layer to the operators (signals stay pending).
-    fn arrive(&mut self, e: EventView<'_>) -> Admission {
+    /// [`Self::push_batch`] when the event-time layer reads no slots, there are no queries, and
+    /// every matcher skips events: while every matcher is idle (no partition holds a run), rows
+    /// that no prefilter passes are not fed to the matchers at all. Their steps are counted, and
+    /// each matcher accounts for their positions in bulk ([`FastMatcher::skip_rows`]) before it
+    /// is fed the next row, so everything else is as in the row-by-row path.
+    fn push_rows_skipping(
+        &mut self,
+        batch: &EventBatch,
+        rows: &mut Vec<u64>,
+        mut on_signal: impl FnMut(Signal<'_>),
+        mut on_late: impl FnMut(usize),
+    ) {
+        let mut attention = std::mem::take(&mut self.attention);
+        attention.clear();
+        attention.resize(cep_core::kernel::mask_words(batch.len()), 0);
+        for m in &self.matchers {
+            if let Matcher::Fast(m) = m
+                && let Some(mask) = m.attention()
+            {
+                for (a, w) in attention.iter_mut().zip(mask) {
+                    *a |= w;
+                }
+            }
+        }
+        let matchers = self.matchers.len() as u64;
+        // Rows from here on have been delivered but not fed to the matchers.
+        let mut skipped_from = 0;
+        let mut idle = false;
+        let (seq, ts, types) = (batch.seq(), batch.ts(), batch.type_ids());
+        for i in 0..batch.len() {
+            let e = EventView {
+                seq: seq[i],
+                ts: ts[i],
+                type_id: types[i],
+                slots: &[],
+            };
+            let admission = self.arrive(e, |engine| {
+                // A watermark may have emptied the last partitions.
+                idle = idle || engine.matchers.iter().all(Matcher::is_idle);
+                if idle && !cep_core::kernel::mask_bit(&attention, i) {
+                    engine.step += matchers;
+                    return;
+                }
+                for m in &mut engine.matchers {
+                    m.skip_rows(skipped_from, i);
+                }
+                engine.deliver_row(batch, i, rows);
+                skipped_from = i + 1;
+                idle = engine.matchers.iter().all(Matcher::is_idle);
+            });
+            if !matches!(admission, Admission::Delivered | Admission::AdmittedLate) {
+                // Not delivered: no position.
+                for m in &mut self.matchers {
+                    m.skip_rows(skipped_from, i);
+                }
+                skipped_from = i + 1;
+                if admission == Admission::Late {
+                    on_late(i);
+                }
+            }
+            if !self.pending.is_empty() {
+                self.flush(&mut on_signal);
+            }
+        }
+        for m in &mut self.matchers {
+            m.skip_rows(skipped_from, batch.len());
+        }
+        self.attention = attention;
+    }
+
+    /// One arrival through the event-time layer to the operators (signals stay pending); `row`:
+    /// its row in the batch last prepared by the matchers.
+    #[inline(always)]
+    fn arrive(&mut self, e: EventView<'_>, deliver: impl FnOnce(&mut Self)) -> Admission {
         self.next_seq = self.next_seq.max(e.seq + 1);
         let admission = match self.sequencer.arrive(e) {
             Arrival::Deliver {
@@ -538,7 +666,7 @@ impl Engine {
                 admitted_late,
             } => {
                 self.advance(advance_to);
-                self.deliver(e);
+                deliver(self);
                 if admitted_late {
                     Admission::AdmittedLate
                 } else {
@@ -593,6 +721,7 @@ impl Engine {
     }
 
     /// Hands the pending signals to `on_signal`.
+    #[inline]
     fn flush(&mut self, mut on_signal: impl FnMut(Signal<'_>)) {
         if self.pending.is_empty() {
             return;
@@ -611,20 +740,23 @@ impl Engine {
     }
 
     /// Delivers what the sequencer released: buffered events and watermarks.
+    #[inline(always)]
     fn drain(&mut self) {
         while let Some(item) = self.sequencer.pop_ready() {
             match item {
                 Ready::Event { event, advance_to } => {
                     self.advance(advance_to);
-                    self.deliver(event.view());
+                    self.deliver(event.view(), None);
                 }
                 Ready::Watermark(w) => self.advance(w),
             }
         }
     }
 
-    /// Gives an input event to every operator that reads its type (queries, then rules).
-    fn deliver(&mut self, e: EventView<'_>) {
+    /// Gives an input event to every operator that reads its type (queries, then rules); `row`:
+    /// its row in the batch last prepared by the matchers.
+    #[inline]
+    fn deliver(&mut self, e: EventView<'_>, row: Option<usize>) {
         for q in &mut self.queries {
             if q.reads(e.type_id) {
                 q.on_event(e);
@@ -632,28 +764,62 @@ impl Engine {
         }
         for m in &mut self.matchers {
             self.step += 1;
-            m.on_event(e, &mut self.pending);
+            m.on_event_row(e, row, &mut self.pending);
+            tag(&self.pending, &mut self.pending_steps, self.step);
+        }
+    }
+
+    /// [`Self::deliver`] for row `row` of `batch` (the batch last prepared by the matchers),
+    /// copying its slots into `scratch` only for operators that process it.
+    #[inline]
+    fn deliver_row(&mut self, batch: &EventBatch, row: usize, scratch: &mut Vec<u64>) {
+        let view = |scratch: &mut Vec<u64>| {
+            batch.copy_slots(row, scratch);
+        };
+        let type_id = batch.type_ids()[row];
+        for q in &mut self.queries {
+            if q.reads(type_id) {
+                view(scratch);
+                q.on_event(EventView {
+                    seq: batch.seq()[row],
+                    ts: batch.ts()[row],
+                    type_id,
+                    slots: scratch,
+                });
+            }
+        }
+        for m in &mut self.matchers {
+            self.step += 1;
+            m.on_batch_row(batch, row, scratch, &mut self.pending);
             tag(&self.pending, &mut self.pending_steps, self.step);
         }
     }
 
     /// Advances every operator to watermark `w`, passing derived events downstream in time order.
+    #[inline(always)]
     fn advance(&mut self, w: i64) {
         if w <= self.watermark {
             return;
         }
         self.watermark = w;
-        if self.queries.is_empty() {
-            for (m, at) in self.matchers.iter_mut().zip(&mut self.op_watermarks) {
-                if w > *at {
-                    *at = w;
-                    self.step += 1;
-                    m.on_watermark(w, &mut self.pending);
-                    tag(&self.pending, &mut self.pending_steps, self.step);
-                }
-            }
+        if !self.queries.is_empty() {
+            self.advance_with_queries(w);
             return;
         }
+        // Without queries every matcher is at `self.watermark`, which `w` exceeds (so the
+        // per-operator watermarks are not needed).
+        for m in &mut self.matchers {
+            self.step += 1;
+            // A matcher with no timer due by `w` would do nothing; the step counts anyway.
+            if m.next_deadline() <= w {
+                m.on_watermark(w, &mut self.pending);
+                tag(&self.pending, &mut self.pending_steps, self.step);
+            }
+        }
+    }
+
+    /// [`Self::advance`] with queries: derived events flow downstream in time order.
+    fn advance_with_queries(&mut self, w: i64) {
         self.derived.clear();
         let nq = self.queries.len();
         for i in 0..nq + self.matchers.len() {
@@ -773,6 +939,9 @@ fn tag(pending: &[RawSignal], steps: &mut Vec<u64>, step: u64) {
 }
 
 /// A rule's matcher of the configured kind.
+// One per rule in a Vec: the size difference costs nothing, and boxing would add an indirection
+// to every call on the per-event path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Matcher {
     Reference(ReferenceMatcher),
@@ -804,6 +973,15 @@ impl Matcher {
         }
     }
 
+    /// The earliest deadline in the matcher's timer heap (`i64::MAX` if none).
+    #[inline]
+    fn next_deadline(&self) -> i64 {
+        match self {
+            Matcher::Reference(m) => m.next_deadline(),
+            Matcher::Fast(m) => m.next_deadline(),
+        }
+    }
+
     fn stats(&self) -> MatcherStats {
         match self {
             Matcher::Reference(m) => m.stats(),
@@ -813,9 +991,73 @@ impl Matcher {
 
     #[inline]
     fn on_event(&mut self, e: EventView<'_>, out: &mut Vec<RawSignal>) {
+        self.on_event_row(e, None, out);
+    }
+
+    /// `row`: the event's row in the batch last given to [`Self::prepare_batch`].
+    #[inline]
+    fn on_event_row(&mut self, e: EventView<'_>, row: Option<usize>, out: &mut Vec<RawSignal>) {
         match self {
             Matcher::Reference(m) => m.on_event(e, out),
-            Matcher::Fast(m) => m.on_event(e, out),
+            Matcher::Fast(m) => {
+                let can_start = row.and_then(|r| m.can_start(r));
+                m.on_event_with(e, can_start, out)
+            }
+        }
+    }
+
+    /// Row `row` of the batch last given to [`Self::prepare_batch`]; its slots are copied into
+    /// `scratch` only if the matcher processes it.
+    #[inline]
+    fn on_batch_row(
+        &mut self,
+        batch: &EventBatch,
+        row: usize,
+        scratch: &mut Vec<u64>,
+        out: &mut Vec<RawSignal>,
+    ) {
+        match self {
+            Matcher::Reference(m) => {
+                let type_id = batch.type_ids()[row];
+                if m.rule().reads(type_id) {
+                    batch.copy_slots(row, scratch);
+                    let e = EventView {
+                        seq: batch.seq()[row],
+                        ts: batch.ts()[row],
+                        type_id,
+                        slots: scratch,
+                    };
+                    m.on_event(e, out);
+                }
+            }
+            Matcher::Fast(m) => m.on_batch_row(batch, row, scratch, out),
+        }
+    }
+
+    /// True for a fast matcher that skips events.
+    fn skips(&self) -> bool {
+        matches!(self, Matcher::Fast(m) if m.skips())
+    }
+
+    /// True for a fast matcher that skips events and holds no partition.
+    #[inline]
+    fn is_idle(&self) -> bool {
+        matches!(self, Matcher::Fast(m) if m.is_idle())
+    }
+
+    /// See [`FastMatcher::skip_rows`].
+    #[inline]
+    fn skip_rows(&mut self, from: usize, to: usize) {
+        if let Matcher::Fast(m) = self
+            && from < to
+        {
+            m.skip_rows(from, to);
+        }
+    }
+
+    fn prepare_batch(&mut self, batch: &EventBatch) {
+        if let Matcher::Fast(m) = self {
+            m.prepare_batch(batch);
         }
     }
 

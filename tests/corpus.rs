@@ -1,6 +1,10 @@
 //! The semantic corpus: every `tests/corpus/*.toml` case runs through the engine and must yield
 //! exactly the expected matches (as lists of tape sequence numbers, in emission order).
 //!
+//! Every case runs three ways, each of which must give the expected output: the reference
+//! matcher with events pushed one by one, the fast matcher pushed one by one, and the fast matcher
+//! with the events between two watermarks pushed as one batch ([`Engine::push_batch`]).
+//!
 //! File format:
 //! ```toml
 //! decls = "event A { v: i64 } ..."      # declarations shared by the file's cases
@@ -27,8 +31,26 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use strix::cep_core::EventBatch;
 use strix::cep_core::symbol::SymbolTable;
-use strix::{Admission, DedupOptions, Engine, EngineConfig, FieldValue, TimeOptions};
+use strix::{
+    Admission, DedupOptions, Engine, EngineConfig, FieldValue, MatcherKind, Signal, TimeOptions,
+};
+
+/// How a case is run.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Events pushed one by one into an engine with this matcher.
+    Push(MatcherKind),
+    /// The fast matcher, events between watermarks pushed as one batch.
+    Batch,
+}
+
+const MODES: [Mode; 3] = [
+    Mode::Push(MatcherKind::Reference),
+    Mode::Push(MatcherKind::Fast),
+    Mode::Batch,
+];
 
 #[derive(Debug, Deserialize)]
 struct CorpusFile {
@@ -122,10 +144,14 @@ fn parse_time(s: &str) -> Result<i64> {
 }
 
 /// Runs one case.
-fn run_case(decls: &str, case: &Case) -> Result<Outcome> {
+fn run_case(decls: &str, case: &Case, mode: Mode) -> Result<Outcome> {
     let src = format!("{decls}\n{}", case.rule);
     let config = EngineConfig {
         time: time_options(case)?,
+        kind: match mode {
+            Mode::Push(kind) => kind,
+            Mode::Batch => MatcherKind::Fast,
+        },
         ..EngineConfig::default()
     };
     let mut engine = Engine::build(
@@ -197,27 +223,49 @@ fn run_case(decls: &str, case: &Case) -> Result<Outcome> {
         inputs.push(Input::Event(e));
     }
     let mut out = Outcome::default();
-    let mut record = |s: strix::Signal<'_>| {
+    let mut record = |s: Signal<'_>| {
         out.matches.push(s.raw.seq.clone());
         out.names.push(s.signal().to_string());
         out.first_fields
             .get_or_insert_with(|| s.to_json()["fields"].clone());
     };
     let mut late = Vec::new();
+    let slots = engine.program().catalog.slot_count();
+    let mut batch = EventBatch::new(slots);
     for input in &inputs {
-        match input {
-            Input::Event(e) => {
+        match (input, mode) {
+            (Input::Event(e), Mode::Push(_)) => {
                 if engine.push(e, &mut record) == Admission::Late {
                     late.push(e.seq);
                 }
             }
-            Input::Watermark(w) => engine.watermark_to(*w, &mut record),
+            (Input::Event(e), Mode::Batch) => batch.push_event(e),
+            (Input::Watermark(w), _) => {
+                push_batch(&mut engine, &mut batch, &mut record, &mut late);
+                engine.watermark_to(*w, &mut record);
+            }
         }
     }
+    push_batch(&mut engine, &mut batch, &mut record, &mut late);
     engine.finish(&mut record);
     out.late = late;
     out.duplicates = engine.engine_stats().time.duplicates;
     Ok(out)
+}
+
+/// Pushes and empties `batch`, collecting the seqs of late rows.
+fn push_batch(
+    engine: &mut Engine,
+    batch: &mut EventBatch,
+    record: impl FnMut(Signal<'_>),
+    late: &mut Vec<u64>,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let seqs = batch.seq().to_vec();
+    engine.push_batch(batch, record, |row| late.push(seqs[row]));
+    batch.clear();
 }
 
 #[test]
@@ -241,47 +289,49 @@ fn semantic_corpus() -> Result<()> {
                 failures.push(format!("duplicate case name {}", case.name));
             }
             let file_name = path.file_name().unwrap_or_default().to_string_lossy();
-            match run_case(&file.decls, case) {
-                Ok(got) => {
-                    if got.matches != case.expect {
-                        failures.push(format!(
-                            "{file_name}: {}\n  expected {:?}\n  got      {:?}",
-                            case.name, case.expect, got.matches
-                        ));
-                    }
-                    if let Some(want) = &case.fields {
-                        let want: serde_json::Value = serde_json::from_str(want)?;
-                        if got.first_fields.as_ref() != Some(&want) {
+            for mode in MODES {
+                match run_case(&file.decls, case, mode) {
+                    Ok(got) => {
+                        if got.matches != case.expect {
                             failures.push(format!(
-                                "{}: fields expected {want}, got {:?}",
-                                case.name, got.first_fields
+                                "{file_name} ({mode:?}): {}\n  expected {:?}\n  got      {:?}",
+                                case.name, case.expect, got.matches
+                            ));
+                        }
+                        if let Some(want) = &case.fields {
+                            let want: serde_json::Value = serde_json::from_str(want)?;
+                            if got.first_fields.as_ref() != Some(&want) {
+                                failures.push(format!(
+                                    "{} ({mode:?}): fields expected {want}, got {:?}",
+                                    case.name, got.first_fields
+                                ));
+                            }
+                        }
+                        if let Some(want) = &case.signals
+                            && *want != got.names
+                        {
+                            failures.push(format!(
+                                "{file_name} ({mode:?}): {}\n  expected signals {want:?}\n  got              {:?}",
+                                case.name, got.names
+                            ));
+                        }
+                        let want_late = case.late.clone().unwrap_or_default();
+                        if want_late != got.late {
+                            failures.push(format!(
+                                "{file_name} ({mode:?}): {}\n  expected late {want_late:?}\n  got late      {:?}",
+                                case.name, got.late
+                            ));
+                        }
+                        let want_dups = case.duplicates.unwrap_or(0);
+                        if want_dups != got.duplicates {
+                            failures.push(format!(
+                                "{file_name} ({mode:?}): {}: expected {want_dups} duplicates, got {}",
+                                case.name, got.duplicates
                             ));
                         }
                     }
-                    if let Some(want) = &case.signals
-                        && *want != got.names
-                    {
-                        failures.push(format!(
-                            "{file_name}: {}\n  expected signals {want:?}\n  got              {:?}",
-                            case.name, got.names
-                        ));
-                    }
-                    let want_late = case.late.clone().unwrap_or_default();
-                    if want_late != got.late {
-                        failures.push(format!(
-                            "{file_name}: {}\n  expected late {want_late:?}\n  got late      {:?}",
-                            case.name, got.late
-                        ));
-                    }
-                    let want_dups = case.duplicates.unwrap_or(0);
-                    if want_dups != got.duplicates {
-                        failures.push(format!(
-                            "{file_name}: {}: expected {want_dups} duplicates, got {}",
-                            case.name, got.duplicates
-                        ));
-                    }
+                    Err(e) => failures.push(format!("{} ({mode:?}): error {e:#}", case.name)),
                 }
-                Err(e) => failures.push(format!("{}: error {e:#}", case.name)),
             }
         }
     }

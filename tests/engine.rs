@@ -1,11 +1,15 @@
 //! Engine-level behaviour that the corpus format cannot express: the live-run cap and its
-//! eviction counter, rule errors through the embedding API, mistyped event fields, and the
+//! eviction counter, rule errors through the embedding API, mistyped event fields, the
 //! event-time layer through the embedding API (admission of each push, counters, explicit
-//! watermarks, option errors).
+//! watermarks, option errors), and signal order (steps, timer tie-breaks, the end of stream,
+//! shard errors), on both matchers.
 
 use anyhow::Result;
 use strix::cep_core::reference::MatcherConfig;
-use strix::{Admission, DedupOptions, Engine, EngineConfig, EngineError, FieldValue, TimeOptions};
+use strix::{
+    Admission, DedupOptions, Engine, EngineConfig, EngineError, FieldValue, MatcherKind, ShardSpec,
+    SignalOrder, TimeOptions,
+};
 
 const RULES: &str = "
 event E { k: sym, v: i64 }
@@ -389,4 +393,120 @@ rule r pattern a -> b define a as A, b as B and v >= a.v within 5s select first
     // A@20s never finds a B with v >= 2 and expires at 25s; then A@17s's match is reported.
     assert_eq!(got, vec![vec![1, 2]]);
     Ok(())
+}
+
+const ORDERED: &str = "
+event A { k: i64 }
+event B { k: i64 }
+rule timed from A, B partition by k pattern a -> b define a as A, b as B within 2s select all
+  emit matched { k } on timeout emit expired { k }
+rule pending from A, B partition by k pattern a -> b+ define a as A, b as B
+";
+
+/// (order, signal name, key, seq) of every signal.
+type Ordered = Vec<(SignalOrder, String, String, Vec<u64>)>;
+
+fn ordered(kind: MatcherKind, events: &[(&str, i64, i64)], watermark: i64) -> Result<Ordered> {
+    let config = EngineConfig {
+        kind,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::build("ordered.cep", ORDERED, None, Default::default(), config)?;
+    let mut got = Vec::new();
+    let mut record = |s: strix::Signal<'_>| {
+        got.push((
+            s.order(),
+            s.signal().to_string(),
+            s.key(),
+            s.raw.seq.clone(),
+        ))
+    };
+    for &(ty, k, ts_s) in events {
+        let ev = engine.event(ty, ts_s * 1_000_000_000, &[("k", FieldValue::I64(k))])?;
+        engine.push(&ev, &mut record);
+    }
+    engine.watermark_to(watermark * 1_000_000_000, &mut record);
+    engine.finish(&mut record);
+    Ok(got)
+}
+
+#[test]
+fn signal_order_is_step_then_timer_then_start() -> Result<()> {
+    // Key 1 appears first, but key 2 starts its run first (events are numbered in delivery
+    // order per rule: B k=1 is 0, A k=2 is 1, A k=1 is 2; both runs of `timed` are due at 3 s).
+    let events = [
+        ("B", 1, 0),
+        ("A", 2, 1),
+        ("A", 1, 1),
+        ("B", 2, 2),
+        ("B", 1, 7),
+    ];
+    for kind in [MatcherKind::Reference, MatcherKind::Fast] {
+        let got = ordered(kind, &events, 5)?;
+        let summary: Vec<(&str, &str, Vec<u64>)> = got
+            .iter()
+            .map(|(_, name, key, seq)| (name.as_str(), key.as_str(), seq.clone()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                // At B k=2 (2 s): `timed` matches for key 2.
+                ("matched", "2", vec![1, 3]),
+                // The watermark before B k=1 at 7 s expires key 1's run (due at 3 s).
+                ("expired", "1", vec![2]),
+                // End of stream: `pending` reports its waiting select-first matches, key 2
+                // (run started at event 1) before key 1 (started at event 2).
+                ("pending", "2", vec![1, 3]),
+                ("pending", "1", vec![2, 4]),
+            ],
+            "{kind:?}"
+        );
+        let orders: Vec<SignalOrder> = got.iter().map(|g| g.0).collect();
+        assert!(orders.is_sorted(), "{kind:?}: {orders:?}");
+        let s = 1_000_000_000;
+        assert_eq!((orders[0].deadline, orders[0].tiebreak), (i64::MIN, 0));
+        assert_eq!((orders[1].deadline, orders[1].tiebreak), (3 * s, 2));
+        assert_eq!((orders[2].deadline, orders[2].tiebreak), (i64::MIN, 1));
+        assert_eq!((orders[3].deadline, orders[3].tiebreak), (i64::MIN, 2));
+        // Both end-of-stream signals come from one kill phase, after the final watermark.
+        assert_eq!(orders[2].step, orders[3].step);
+        assert!(orders[1].step > orders[0].step);
+    }
+    Ok(())
+}
+
+#[test]
+fn deadline_ties_fire_by_the_first_start_due_not_by_first_appearance() -> Result<()> {
+    // Key 1 appears first (B k=1 starts nothing); key 2 starts first; both are due at 3 s.
+    let events = [("B", 1, 0), ("A", 2, 1), ("A", 1, 1)];
+    for kind in [MatcherKind::Reference, MatcherKind::Fast] {
+        let got = ordered(kind, &events, 5)?;
+        let expired: Vec<(SignalOrder, &str)> = got
+            .iter()
+            .filter(|g| g.1 == "expired")
+            .map(|g| (g.0, g.2.as_str()))
+            .collect();
+        assert_eq!(expired.len(), 2, "{kind:?}: {got:?}");
+        assert_eq!(expired[0].1, "2", "{kind:?}");
+        assert_eq!(expired[1].1, "1", "{kind:?}");
+        // One watermark step fires both, ordered by the tie-break (start positions 1 and 2).
+        assert_eq!(expired[0].0.step, expired[1].0.step);
+        assert_eq!((expired[0].0.tiebreak, expired[1].0.tiebreak), (1, 2));
+    }
+    Ok(())
+}
+
+#[test]
+fn shard_index_must_be_below_the_count() {
+    for (index, count) in [(2, 2), (0, 0)] {
+        let config = EngineConfig {
+            shard: Some(ShardSpec { index, count }),
+            ..EngineConfig::default()
+        };
+        let err = Engine::build("s.cep", RULES, None, Default::default(), config).err();
+        assert!(
+            matches!(err, Some(EngineError::Shard { index: i, count: c }) if i == index && c == count),
+            "{index}/{count}: {err:?}"
+        );
+    }
 }

@@ -1,23 +1,29 @@
 //! The fast matcher: the reference matcher's answers, in the same order, without the work for
 //! events that provably change nothing.
 //!
-//! Input: the events of one stream in event-time order ([`FastMatcher::on_event`], or
-//! [`FastMatcher::on_event_with`] with the prefilter's verdict taken from a batch mask computed by
-//! [`FastMatcher::prepare_batch`]) and watermarks ([`FastMatcher::on_watermark`]). Output: the
-//! same [`Signal`]s as [`crate::reference::ReferenceMatcher`] for the same calls, in the same
-//! order. Next stage: a sink.
+//! Input: the events of one stream in event-time order, one at a time
+//! ([`FastMatcher::on_event`]) or as rows of a batch whose masks [`FastMatcher::prepare_batch`]
+//! computed first ([`FastMatcher::on_batch_row`], [`FastMatcher::on_event_with`]), and
+//! watermarks ([`FastMatcher::on_watermark`]). Output: the same [`Signal`]s as
+//! [`crate::reference::ReferenceMatcher`] for the same calls, in the same order. Next stage: a
+//! sink.
 //!
 //! How it differs from the reference matcher:
 //! - **Prefilter.** A partition with no runs (no partial matches, no pending `select first`
 //!   matches, no waiting absences) changes only if the event starts a run, and an event starts a
 //!   run only if it satisfies a start variable's condition, hence every single-event conjunct of
-//!   it. The prefilter is the `or` over start variables of the `and` of those conjuncts, compiled
-//!   into a columnar kernel ([`KernelSet`]) that evaluates a whole [`EventBatch`] into one
-//!   bitmask. An event that fails it in a partition without runs is skipped without touching the
-//!   partition store: only its delivery position advances.
-//! - **Active partitions only.** Partitions live in a hash map with a multiplicative hasher only
-//!   while they hold runs; one that becomes empty is removed, so checking whether a key is active
-//!   is a cheap lookup in a small, cache-resident table.
+//!   it. The prefilter is the `or` over start variables of the `and` of those conjuncts. For a
+//!   batch, the columnar kernels ([`KernelSet`]) turn it into two bitmasks over the whole
+//!   [`EventBatch`]: rows the rule reads, and rows it reads that pass the prefilter; single
+//!   events evaluate it directly. An event that fails it in a partition without runs is skipped
+//!   without touching the partition store: only its delivery position (and the event count)
+//!   advances. While no partition is active, a caller may even leave such rows out and account
+//!   for them in bulk ([`FastMatcher::skip_rows`], a popcount of the first mask).
+//! - **Active partitions only.** Partitions live in a hash map with a multiplicative hasher
+//!   ([`KeyHasher`]) only while they hold runs; one that becomes empty is removed, so checking
+//!   whether a key is active is a cheap lookup in a small, cache-resident table, and an empty
+//!   table needs no key at all. Keys of batch rows are read from the columns, and a row's slots
+//!   are copied only when a partition processes it.
 //! - **History.** Removing a partition drops the events it kept for `prev`. That is safe only
 //!   when no expression can read an event before a run's start: a start variable's `prev(_, n)`
 //!   reads `n` events back from the start, another variable's `n - 1` (it is at least one event
@@ -43,6 +49,7 @@ use crate::kernel::{KernelSet, Scratch, mask_bit};
 use crate::nfa::Target;
 use crate::reference::{Core, MatcherConfig, MatcherStats, Partition};
 use crate::rule::{PartitionKey, Rule, ShardSpec};
+use crate::schema::TypeId;
 use crate::signal::Signal;
 
 /// A multiplicative hasher for partition keys (the FxHash step with a final rotation so that the
@@ -131,6 +138,21 @@ pub fn prefilter(rule: &Rule) -> Expr {
         .unwrap_or(Expr::Const(crate::value::Value::Bool(false)))
 }
 
+/// False if no event of type `type_id` can pass the prefilter of `rule`: every start
+/// variable's condition has a conjunct `type is ...` that excludes it.
+fn type_may_pass(rule: &Rule, type_id: TypeId) -> bool {
+    start_vars(rule)
+        .into_iter()
+        .filter_map(|v| rule.nfa.vars.get(usize::from(v)))
+        .any(|var| {
+            let mut parts = Vec::new();
+            single_event_conjuncts(&var.condition, &mut parts);
+            parts
+                .iter()
+                .all(|c| !matches!(c, Expr::TypeIs(types) if !types.contains(&type_id)))
+        })
+}
+
 /// Appends the top-level `and` operands of `e` that read only the current event. `e` is true
 /// only if each of them is.
 fn single_event_conjuncts(e: &Expr, out: &mut Vec<Expr>) {
@@ -166,16 +188,28 @@ impl Bindings for Current<'_> {
 #[derive(Debug)]
 struct Prefilter {
     expr: Expr,
+    /// Per type id: false if no event of the type can pass (checked before `expr`).
+    type_may_pass: Vec<bool>,
+    /// Two predicates: the rule reads the event's type; it does and the prefilter holds.
     kernels: KernelSet,
     scratch: Scratch,
-    /// The mask of the last prepared batch.
+    /// The masks of the last prepared batch, in the order of `kernels`.
     masks: Vec<Vec<u64>>,
 }
+
+/// Mask index of "the rule reads the row's type".
+const READS: usize = 0;
+/// Mask index of "the rule reads the row and its prefilter holds".
+const STARTS: usize = 1;
 
 impl Prefilter {
     #[inline]
     fn eval(&self, e: EventView<'_>) -> bool {
-        self.expr.eval(&Current(e)).is_true()
+        self.type_may_pass
+            .get(usize::from(e.type_id))
+            .copied()
+            .unwrap_or(true)
+            && self.expr.eval(&Current(e)).is_true()
     }
 }
 
@@ -204,12 +238,17 @@ impl FastMatcher {
         }
         let prefilter = if history_depth(&rule) == 0 {
             let expr = prefilter(&rule);
-            // The prefilter reads only the current event, so it always compiles; if it did not,
+            let reads_type = Expr::TypeIs(rule.from.clone());
+            let starts = Expr::And(Box::new(reads_type.clone()), Box::new(expr.clone()));
+            // Both read only the current event, so they always compile; if they did not,
             // matching without skipping stays correct.
-            KernelSet::new(std::slice::from_ref(&expr))
+            KernelSet::new(&[reads_type, starts])
                 .ok()
                 .map(|kernels| Prefilter {
                     expr,
+                    type_may_pass: (0..reads.len())
+                        .map(|t| TypeId::try_from(t).is_ok_and(|t| type_may_pass(&rule, t)))
+                        .collect(),
                     kernels,
                     scratch: Scratch::new(),
                     masks: Vec::new(),
@@ -246,6 +285,13 @@ impl FastMatcher {
         self.prefilter.is_some()
     }
 
+    /// The earliest deadline in the timer heap (`i64::MAX` if none): a watermark below it
+    /// changes nothing.
+    #[inline]
+    pub fn next_deadline(&self) -> i64 {
+        self.core.next_deadline()
+    }
+
     /// Partitions currently held.
     pub fn active_partitions(&self) -> usize {
         self.partitions.len()
@@ -259,12 +305,36 @@ impl FastMatcher {
         }
     }
 
+    /// True if the matcher skips events and holds no partition: then only the rows of
+    /// [`Self::attention`] can change anything.
+    #[inline]
+    pub fn is_idle(&self) -> bool {
+        self.prefilter.is_some() && self.partitions.is_empty()
+    }
+
+    /// The rows of the last prepared batch that can start a run (`None` when the matcher does
+    /// not skip).
+    pub fn attention(&self) -> Option<&[u64]> {
+        Some(self.prefilter.as_ref()?.masks.get(STARTS)?)
+    }
+
+    /// Accounts for rows `from..to` of the last prepared batch, delivered to the engine but not
+    /// fed to the matcher because it was idle and none of them is in [`Self::attention`]: their
+    /// positions and the event count advance by the rows the rule reads. The caller guarantees
+    /// those conditions.
+    pub fn skip_rows(&mut self, from: usize, to: usize) {
+        let Some(p) = &self.prefilter else { return };
+        let reads = count_ones(p.masks.get(READS).map_or(&[], Vec::as_slice), from, to);
+        self.core.next_pos += reads;
+        self.core.stats.events += reads;
+    }
+
     /// The prefilter's verdict for row `row` of the last prepared batch (`None` when the matcher
     /// does not skip).
     #[inline]
     pub fn can_start(&self, row: usize) -> Option<bool> {
         let p = self.prefilter.as_ref()?;
-        Some(p.masks.first().is_some_and(|m| mask_bit(m, row)))
+        Some(p.masks.get(STARTS).is_some_and(|m| mask_bit(m, row)))
     }
 
     /// Feeds one event, evaluating the prefilter for it; see
@@ -282,9 +352,76 @@ impl FastMatcher {
         can_start: Option<bool>,
         out: &mut Vec<Signal>,
     ) {
+        self.feed(
+            e.type_id,
+            |p| can_start.unwrap_or_else(|| p.eval(e)),
+            |rule| rule.key_of(&e),
+            || e,
+            out,
+        );
+    }
+
+    /// Feeds row `row` of `batch`, the batch last given to [`Self::prepare_batch`]. The row's
+    /// slots are copied (into `scratch`) only if a partition has to process it.
+    #[inline]
+    pub fn on_batch_row(
+        &mut self,
+        batch: &EventBatch,
+        row: usize,
+        scratch: &mut Vec<u64>,
+        out: &mut Vec<Signal>,
+    ) {
+        // The common case without branching on the row's type: nothing active and the row
+        // cannot start a run (whichever shard owns its key); only the position and the event
+        // count advance if the rule reads the row.
+        if let Some(p) = &self.prefilter
+            && self.partitions.is_empty()
+        {
+            let bit = |m: usize| {
+                p.masks
+                    .get(m)
+                    .and_then(|m| m.get(row / 64))
+                    .map_or(0, |w| (w >> (row % 64)) & 1)
+            };
+            if bit(STARTS) == 0 {
+                let reads = bit(READS);
+                self.core.next_pos += reads;
+                self.core.stats.events += reads;
+                return;
+            }
+        }
+        self.feed(
+            batch.type_ids()[row],
+            |p| p.masks.get(STARTS).is_some_and(|m| mask_bit(m, row)),
+            |rule| rule.key_of_row(batch, row),
+            move || {
+                batch.copy_slots(row, scratch);
+                let slots: &Vec<u64> = scratch;
+                EventView {
+                    seq: batch.seq()[row],
+                    ts: batch.ts()[row],
+                    type_id: batch.type_ids()[row],
+                    slots,
+                }
+            },
+            out,
+        );
+    }
+
+    /// One event of type `type_id`: `can_start` gives the prefilter's verdict, `key` its
+    /// partition key, `event` the event itself; each is asked for only when needed.
+    #[inline(always)]
+    fn feed<'e>(
+        &mut self,
+        type_id: TypeId,
+        can_start: impl FnOnce(&Prefilter) -> bool,
+        key: impl FnOnce(&Rule) -> PartitionKey,
+        event: impl FnOnce() -> EventView<'e>,
+        out: &mut Vec<Signal>,
+    ) {
         if !self
             .reads
-            .get(usize::from(e.type_id))
+            .get(usize::from(type_id))
             .copied()
             .unwrap_or(false)
         {
@@ -293,37 +430,47 @@ impl FastMatcher {
         let core = &mut self.core;
         let pos = core.next_pos;
         core.next_pos += 1;
-        let key = core.rule.key_of(&e);
-        if !core.owns(key) {
-            return;
-        }
         core.stats.events += 1;
         let Some(p) = &self.prefilter else {
+            let key = key(&core.rule);
+            if !core.owns(key) {
+                return;
+            }
             let part = self.partitions.entry(key).or_insert_with(|| {
                 core.stats.partitions += 1;
                 Partition::default()
             });
-            core.process(part, key, e, pos, out);
+            core.process(part, key, event(), pos, out);
             return;
         };
-        let skip = |p: &Prefilter| !can_start.unwrap_or_else(|| p.eval(e));
-        if self.partitions.is_empty() {
-            if skip(p) {
-                return;
-            }
-        } else if !self.partitions.contains_key(&key) && skip(p) {
+        // Asked at most once, and only when the partition is not active.
+        let mut can_start = Some(can_start);
+        let mut verdict = None;
+        let mut starts =
+            |p: &Prefilter| *verdict.get_or_insert_with(|| can_start.take().is_some_and(|f| f(p)));
+        // The common case first: nothing active and the event cannot start a run, whichever
+        // shard owns its key.
+        if self.partitions.is_empty() && !starts(p) {
+            return;
+        }
+        let key = key(&core.rule);
+        if !core.owns(key) {
             return;
         }
         match self.partitions.entry(key) {
             Entry::Occupied(mut o) => {
-                core.process(o.get_mut(), key, e, pos, out);
+                core.process(o.get_mut(), key, event(), pos, out);
                 if o.get().runs.is_empty() {
                     o.remove();
                 }
             }
             Entry::Vacant(v) => {
+                if !starts(p) {
+                    return;
+                }
+                // Kept only if the event left runs behind.
                 let mut part = Partition::default();
-                core.process(&mut part, key, e, pos, out);
+                core.process(&mut part, key, event(), pos, out);
                 if !part.runs.is_empty() {
                     core.stats.partitions += 1;
                     v.insert(part);
@@ -379,10 +526,49 @@ impl FastMatcher {
     }
 }
 
+/// Number of set bits `from..to` of `mask` (bits past the mask count as 0).
+fn count_ones(mask: &[u64], from: usize, to: usize) -> u64 {
+    let mut n = 0u64;
+    let mut row = from;
+    while row < to {
+        let (w, b) = (row / 64, row % 64);
+        let take = (64 - b).min(to - row);
+        let bits = mask.get(w).copied().unwrap_or(0) >> b;
+        let bits = if take == 64 {
+            bits
+        } else {
+            bits & ((1u64 << take) - 1)
+        };
+        n += u64::from(bits.count_ones());
+        row += take;
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::hash::BuildHasher;
+
+    #[test]
+    fn count_ones_counts_a_range() {
+        let mask = [u64::MAX, 0b1011, 0];
+        assert_eq!(count_ones(&mask, 0, 0), 0);
+        assert_eq!(count_ones(&mask, 0, 64), 64);
+        assert_eq!(count_ones(&mask, 63, 66), 3);
+        assert_eq!(count_ones(&mask, 65, 68), 2);
+        assert_eq!(count_ones(&mask, 10, 300), 57);
+        let naive = |from: usize, to: usize| {
+            (from..to)
+                .filter(|&r| mask.get(r / 64).is_some_and(|w| w >> (r % 64) & 1 == 1))
+                .count() as u64
+        };
+        for from in 0..140 {
+            for to in from..200 {
+                assert_eq!(count_ones(&mask, from, to), naive(from, to), "{from}..{to}");
+            }
+        }
+    }
 
     #[test]
     fn key_hasher_spreads_small_keys() {

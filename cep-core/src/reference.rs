@@ -74,7 +74,8 @@ impl Default for MatcherConfig {
 /// Counters of one matcher.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MatcherStats {
-    /// Events the rule read (after the `from` filter).
+    /// Events the rule read (after the `from` filter; in a shard, also those of other shards'
+    /// keys).
     pub events: u64,
     /// Matches reported.
     pub matches: u64,
@@ -228,6 +229,12 @@ impl Core {
         }
     }
 
+    /// The earliest deadline in the timer heap (`i64::MAX` if none).
+    #[inline]
+    pub(crate) fn next_deadline(&self) -> i64 {
+        self.timers.peek().map_or(i64::MAX, |Reverse((d, _, _))| *d)
+    }
+
     /// True if this matcher owns partition `key`.
     #[inline]
     pub(crate) fn owns(&self, key: PartitionKey) -> bool {
@@ -366,6 +373,13 @@ impl ReferenceMatcher {
         self.core.stats
     }
 
+    /// The earliest deadline in the timer heap (`i64::MAX` if none): a watermark below it
+    /// changes nothing.
+    #[inline]
+    pub fn next_deadline(&self) -> i64 {
+        self.core.next_deadline()
+    }
+
     /// Feeds one event (events arrive in event-time order, ties in delivery order; `seq` may be in
     /// any order); signals are appended to `out`.
     ///
@@ -378,11 +392,11 @@ impl ReferenceMatcher {
         }
         let pos = core.next_pos;
         core.next_pos += 1;
+        core.stats.events += 1;
         let key = core.rule.key_of(&e);
         if !core.owns(key) {
             return;
         }
-        core.stats.events += 1;
         let part = self.partitions.entry(key).or_insert_with(|| {
             core.stats.partitions += 1;
             Partition::default()

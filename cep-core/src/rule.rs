@@ -1,7 +1,7 @@
 //! A compiled rule: which events it reads, how they are partitioned, its automaton and what it
 //! emits. Produced by the rule compiler (`pattern-lang`) or by hand; consumed by matchers.
 
-use crate::event::EventView;
+use crate::event::{EventBatch, EventView};
 use crate::expr::{Expr, FieldAccess};
 use crate::nfa::Nfa;
 use crate::query::Query;
@@ -125,6 +125,24 @@ impl Rule {
         let mut k = [0u64; MAX_KEY_FIELDS];
         for (slot, f) in k.iter_mut().zip(&self.partition_by) {
             *slot = f.read_raw(e).unwrap_or(0);
+        }
+        PartitionKey(k)
+    }
+
+    /// The partition key of row `row` of `batch` (an event the rule reads), read from the slot
+    /// columns: the same key as [`Self::key_of`] of the row's event.
+    #[inline]
+    pub fn key_of_row(&self, batch: &EventBatch, row: usize) -> PartitionKey {
+        let type_id = batch.type_ids()[row];
+        let mut k = [0u64; MAX_KEY_FIELDS];
+        for (slot, f) in k.iter_mut().zip(&self.partition_by) {
+            *slot = match f.slots.get(usize::from(type_id)).copied().flatten() {
+                // A slot past the batch's columns reads as 0, as `EventView::slot` does.
+                Some(s) if usize::from(s) < batch.slot_count() => {
+                    batch.slot_column(usize::from(s))[row]
+                }
+                Some(_) | None => 0,
+            };
         }
         PartitionKey(k)
     }

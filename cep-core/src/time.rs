@@ -287,12 +287,20 @@ impl Sequencer {
         }
     }
 
+    /// True if [`Self::arrive`] may read an event's slots: to deduplicate it, or to copy it
+    /// into the reorder buffer, which only a reordering bound or a second source can make
+    /// happen. Otherwise callers may pass events without their slots.
+    pub fn reads_slots(&self) -> bool {
+        self.dedup.is_some() || self.delays.len() > 1 || self.delays.iter().any(|&d| d != 0)
+    }
+
     /// The input watermark `W` (before allowed lateness; `i64::MIN` before the first).
     pub fn input_watermark(&self) -> i64 {
         self.input_watermark
     }
 
     /// The watermark operators may see now: `W - L`, or `i64::MAX` after [`Self::finish`].
+    #[inline]
     pub fn operator_watermark(&self) -> i64 {
         if self.finished {
             i64::MAX
@@ -305,6 +313,7 @@ impl Sequencer {
 
     /// Takes one arriving event (arrival order; `seq` rising). Call [`Self::pop_ready`] until it
     /// returns `None` after every arrival, before the next.
+    #[inline]
     pub fn arrive(&mut self, e: EventView<'_>) -> Arrival {
         let t = e.ts;
         let op = self.operator_watermark();
@@ -380,6 +389,7 @@ impl Sequencer {
     }
 
     /// The next released event (in `(ts, seq)` order) or watermark rise, or `None`.
+    #[inline]
     pub fn pop_ready(&mut self) -> Option<Ready> {
         let releasable = self.input_watermark.saturating_add(1);
         if self
