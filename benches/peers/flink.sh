@@ -4,8 +4,9 @@
 # Downloads the Flink 2.3.0 jars (PyPI wheel `apache-flink-libraries`), compiles
 # benches/peers/flink/StrixBench.java, generates a `strix gen market` tape, exports its events as
 # CSV, replays the tape through examples/rules/bench3.cep with Strix and runs the same pattern with
-# FlinkCEP. Fails (exit 1) unless both report the same matches (count and the events of each match);
-# prints both throughputs and their ratio. Not part of CI. See benches/peers/README.md.
+# FlinkCEP (and, with SASE=1, with the varpulis-sase crate: benches/peers/sase/). Fails (exit 1)
+# unless every peer reports the same matches as Strix (count and the events of each match); prints
+# the throughputs and the ratios. Not part of CI. See benches/peers/README.md.
 #
 # Environment (all optional):
 #   EVENTS=10000000     events on the tape
@@ -14,6 +15,7 @@
 #   STRIX=path          strix binary to use (default: build target/release/strix with cargo)
 #   STRIX_ARGS="..."    extra arguments for `strix replay` (e.g. matcher or shard options)
 #   RUNS=1              runs of each side; the best throughput of each is reported
+#   SASE=0              1: also build and run the varpulis-sase peer (cargo, crates.io)
 #   JAVA_HEAP=4g        heap of the Flink JVM
 #   JAVA=java JAVAC=javac PYTHON=python3 PIP="python3 -m pip"
 set -euo pipefail
@@ -26,6 +28,7 @@ SEED=${SEED:-7}
 PEERS_DIR=${PEERS_DIR:-target/peers}
 STRIX_ARGS=${STRIX_ARGS:-}
 RUNS=${RUNS:-1}
+SASE=${SASE:-0}
 JAVA_HEAP=${JAVA_HEAP:-4g}
 JAVA=${JAVA:-java}
 JAVAC=${JAVAC:-javac}
@@ -109,12 +112,23 @@ for p in java.lang java.net java.io java.nio sun.nio.ch java.lang.reflect java.t
     JAVA_OPENS+=("--add-opens=java.base/$p=ALL-UNNAMED")
 done
 
+# --- varpulis-sase peer (optional) --------------------------------------------------------------
+SASE_BIN=$PEERS_DIR/sase-target/release/strix-peer-sase
+if [[ $SASE == 1 ]]; then
+    say "building the varpulis-sase peer"
+    CARGO_TARGET_DIR=$PEERS_DIR/sase-target cargo build --release --quiet \
+        --manifest-path benches/peers/sase/Cargo.toml
+fi
+
 STRIX_OUT=$PEERS_DIR/strix-$EVENTS-$SEED.jsonl
 FLINK_OUT=$PEERS_DIR/flink-$EVENTS-$SEED.txt
 STRIX_REPORTS=$PEERS_DIR/strix-$EVENTS-$SEED.reports
 FLINK_REPORTS=$PEERS_DIR/flink-$EVENTS-$SEED.reports
 : >"$STRIX_REPORTS"
 : >"$FLINK_REPORTS"
+SASE_OUT=$PEERS_DIR/sase-$EVENTS-$SEED.txt
+SASE_REPORTS=$PEERS_DIR/sase-$EVENTS-$SEED.reports
+: >"$SASE_REPORTS"
 
 for ((run = 1; run <= RUNS; run++)); do
     say "run $run/$RUNS: strix replay $RULES ${STRIX_ARGS}"
@@ -124,36 +138,54 @@ for ((run = 1; run <= RUNS; run++)); do
     say "run $run/$RUNS: FlinkCEP (parallelism 1, event time)"
     "$JAVA" "-Xmx$JAVA_HEAP" "${JAVA_OPENS[@]}" -cp "$CLASSES:$CP" StrixBench \
         --csv "$CSV" --matches "$FLINK_OUT" >>"$FLINK_REPORTS"
+    if [[ $SASE == 1 ]]; then
+        say "run $run/$RUNS: varpulis-sase (one thread, event time)"
+        "$SASE_BIN" --csv "$CSV" --matches "$SASE_OUT" >>"$SASE_REPORTS"
+    fi
 done
 
 # --- Compare -------------------------------------------------------------------------------------
-"$PYTHON" - "$STRIX_REPORTS" "$FLINK_REPORTS" "$STRIX_OUT" "$FLINK_OUT" "$EVENTS" "$SEED" <<'PY'
+"$PYTHON" - "$EVENTS" "$SEED" "$STRIX_REPORTS" "$STRIX_OUT" \
+    flinkcep "$FLINK_REPORTS" "$FLINK_OUT" varpulis-sase "$SASE_REPORTS" "$SASE_OUT" <<'PY'
 import json, sys
-strix_reports, flink_reports, strix_out, flink_out, events, seed = sys.argv[1:]
-strix = [json.loads(l) for l in open(strix_reports) if l.strip()]
-flink = [json.loads(l) for l in open(flink_reports) if l.strip()]
-s_best = max(strix, key=lambda r: r["events_per_s"])
-f_best = max(flink, key=lambda r: r["events_per_s"])
+events, seed, strix_reports, strix_out = sys.argv[1:5]
+peers = [sys.argv[i:i + 3] for i in range(5, len(sys.argv), 3)]
+
+def reports(path):
+    return [json.loads(l) for l in open(path) if l.strip()]
+
+def best(rs):
+    return max(rs, key=lambda r: r["events_per_s"])
+
+strix = reports(strix_reports)
+s_best = best(strix)
 s_matches = sorted(tuple(json.loads(l)["seq"]) for l in open(strix_out) if l.strip())
-f_matches = sorted(tuple(int(x) for x in l.split()) for l in open(flink_out) if l.strip())
-s_count = {r["signals"] for r in strix}
-f_count = {r["matches"] for r in flink}
+s_counts = {r["signals"] for r in strix}
 print(f"tape: gen market, {events} events, seed {seed}; rule examples/rules/bench3.cep")
-print(f"strix     matches {s_matches.__len__():>8}   {s_best['events_per_s']/1e6:10.2f} M events/s"
+print(f"{'strix':14s} matches {len(s_matches):>8}   {s_best['events_per_s']/1e6:8.2f} M events/s"
       f"   ({s_best['elapsed_s']:.3f} s, matcher {s_best.get('matcher', '?')}, best of {len(strix)})")
-print(f"flinkcep  matches {f_matches.__len__():>8}   {f_best['events_per_s']/1e6:10.2f} M events/s"
-      f"   ({f_best['elapsed_s']:.3f} s, parallelism 1, best of {len(flink)})")
-print(f"ratio strix / flinkcep: {s_best['events_per_s'] / f_best['events_per_s']:.1f}x")
-ok = True
-if len(s_count) != 1 or len(f_count) != 1 or s_count != f_count:
-    print(f"MISMATCH: match counts differ: strix {sorted(s_count)}, flinkcep {sorted(f_count)}")
-    ok = False
-if s_matches != f_matches:
-    only_s = sorted(set(s_matches) - set(f_matches))[:5]
-    only_f = sorted(set(f_matches) - set(s_matches))[:5]
-    print(f"MISMATCH: matched events differ; only strix: {only_s}; only flinkcep: {only_f}")
-    ok = False
+ok = len(s_counts) == 1
+if not ok:
+    print(f"MISMATCH: strix runs disagree: {sorted(s_counts)} matches")
+for name, rep_path, out_path in peers:
+    rs = reports(rep_path)
+    if not rs:
+        continue
+    p_best = best(rs)
+    p_matches = sorted(tuple(int(x) for x in l.split()) for l in open(out_path) if l.strip())
+    p_counts = {r["matches"] for r in rs}
+    ratio = s_best["events_per_s"] / p_best["events_per_s"]
+    print(f"{name:14s} matches {len(p_matches):>8}   {p_best['events_per_s']/1e6:8.2f} M events/s"
+          f"   ({p_best['elapsed_s']:.3f} s, best of {len(rs)})   strix / {name}: {ratio:.1f}x")
+    if p_counts != s_counts:
+        print(f"MISMATCH: match counts differ: strix {sorted(s_counts)}, {name} {sorted(p_counts)}")
+        ok = False
+    elif p_matches != s_matches:
+        only_s = sorted(set(s_matches) - set(p_matches))[:5]
+        only_p = sorted(set(p_matches) - set(s_matches))[:5]
+        print(f"MISMATCH: matched events differ; only strix: {only_s}; only {name}: {only_p}")
+        ok = False
 if ok:
-    print(f"OK: same {len(s_matches)} matches (same events in each)")
+    print(f"OK: same {len(s_matches)} matches (same events in each) from every peer")
 sys.exit(0 if ok else 1)
 PY
