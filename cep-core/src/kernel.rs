@@ -28,12 +28,20 @@
 //! the same bits. Only that sub-expression runs per row; the rest of the predicate stays
 //! columnar.
 //!
+//! # Type tests are narrowed and shared
+//!
+//! A conjunction whose one side only holds for some event types (`Order and qty >= 5000`)
+//! restricts the other side to those types at compile time: leaves of a field that the other
+//! types keep in other slots are dropped, and type restrictions that the conjunction already
+//! implies are removed. The distinct type sets left in all predicates of a [`KernelSet`] are
+//! evaluated at most once per batch and shared by every node that needs them.
+//!
 //! # Instruction sets
 //!
-//! [`KernelSet::new`] detects the CPU once and picks AVX2 where present (x86_64), scalar code
-//! otherwise; [`KernelSet::with_isa`] forces a choice (tests and benches compare them). Both
-//! paths give identical masks. The only `unsafe` code of the kernels lives in the `simd`
-//! submodule.
+//! [`KernelSet::new`] detects the CPU once and picks AVX-512 (F and BW) where present, else AVX2
+//! (x86_64), else scalar code; [`KernelSet::with_isa`] forces a choice (tests and benches compare
+//! them). Every path gives identical masks. The only `unsafe` code of the kernels lives in the
+//! `simd` submodule.
 
 #[cfg(target_arch = "x86_64")]
 mod simd;
@@ -66,6 +74,8 @@ pub enum Isa {
     Scalar,
     /// x86_64 AVX2 (4 lanes of 64 bits).
     Avx2,
+    /// x86_64 AVX-512 F and BW (8 lanes of 64 bits, 32 of 16, results in mask registers).
+    Avx512,
 }
 
 impl Isa {
@@ -73,8 +83,13 @@ impl Isa {
     /// once when built).
     pub fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
-        if simd::Avx2::detect().is_some() {
-            return Isa::Avx2;
+        {
+            if simd::Avx512::detect().is_some() {
+                return Isa::Avx512;
+            }
+            if simd::Avx2::detect().is_some() {
+                return Isa::Avx2;
+            }
         }
         Isa::Scalar
     }
@@ -85,8 +100,10 @@ impl Isa {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => simd::Avx2::detect().is_some(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => simd::Avx512::detect().is_some(),
             #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx2 => false,
+            Isa::Avx2 | Isa::Avx512 => false,
         }
     }
 }
@@ -97,6 +114,8 @@ enum Engine {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2(simd::Avx2),
+    #[cfg(target_arch = "x86_64")]
+    Avx512(simd::Avx512),
 }
 
 /// A range test on a raw slot: `x = ((raw & mask) ^ flip) as i64` passes when
@@ -172,37 +191,62 @@ enum Column {
     Slot(usize),
 }
 
-/// A compiled predicate node: the rows where the sub-expression is `Bool(true)`.
+/// A compiled predicate node: the rows where the sub-expression is `Bool(true)`. `S` names a set
+/// of event types: a sorted, deduplicated list while compiling ([`Tree`]), an index into the
+/// kernel set's shared type sets once built ([`Kernel`]).
 #[derive(Debug, Clone, PartialEq)]
-enum Node {
+enum Node<S> {
     Const(bool),
-    /// Rows whose type is in the (sorted, deduplicated) list.
-    Types(Vec<TypeId>),
+    /// Rows whose type is in the set.
+    Types(S),
     /// A test on a column; `types` restricts it to rows of those types (`None`: every row).
     Leaf {
         column: Column,
-        types: Option<Vec<TypeId>>,
+        types: Option<S>,
         test: Test,
     },
-    And(Box<Node>, Box<Node>),
-    Or(Box<Node>, Box<Node>),
+    And(Box<Node<S>>, Box<Node<S>>),
+    Or(Box<Node<S>>, Box<Node<S>>),
     /// Rows not in the inner node.
-    Not(Box<Node>),
+    Not(Box<Node<S>>),
     /// Evaluated row by row with [`Expr::eval`].
     Fallback(Expr),
 }
 
-/// Reusable buffers for [`KernelSet::eval`] (so that evaluation allocates only while they grow).
+/// A node being compiled: type sets are sorted, deduplicated lists.
+type Tree = Node<Vec<TypeId>>;
+
+/// A node of a built kernel set: type sets are shared, by index.
+type Kernel = Node<TypeSet>;
+
+/// Index of a type set in [`KernelSet::type_sets`] (and of its mask in [`Scratch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TypeSet(usize);
+
+/// Reusable buffers for [`KernelSet::eval`] (so that evaluation allocates only while they grow),
+/// and the type masks of the batch being evaluated.
 #[derive(Debug, Default)]
 pub struct Scratch {
     free: Vec<Vec<u64>>,
     slots: Vec<u64>,
+    /// One mask per type set of the kernel set, valid where `type_ready` is set.
+    type_masks: Vec<Vec<u64>>,
+    type_ready: Vec<bool>,
 }
 
 impl Scratch {
     /// Empty scratch space.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Forgets the type masks of the previous batch; makes room for `sets` of them.
+    fn start_batch(&mut self, sets: usize) {
+        if self.type_masks.len() < sets {
+            self.type_masks.resize_with(sets, Vec::new);
+        }
+        self.type_ready.clear();
+        self.type_ready.resize(sets, false);
     }
 
     fn take(&mut self, words: usize) -> Vec<u64> {
@@ -220,7 +264,9 @@ impl Scratch {
 /// Compiled single-event predicates evaluated together over batches.
 #[derive(Debug, Clone)]
 pub struct KernelSet {
-    predicates: Vec<Node>,
+    predicates: Vec<Kernel>,
+    /// The distinct type sets the predicates test, each evaluated at most once per batch.
+    type_sets: Vec<Vec<TypeId>>,
     engine: Engine,
 }
 
@@ -251,21 +297,30 @@ impl KernelSet {
             Isa::Avx2 => {
                 Engine::Avx2(simd::Avx2::detect().ok_or(KernelError::IsaUnavailable(isa))?)
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                Engine::Avx512(simd::Avx512::detect().ok_or(KernelError::IsaUnavailable(isa))?)
+            }
             #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx2 => return Err(KernelError::IsaUnavailable(isa)),
+            Isa::Avx2 | Isa::Avx512 => return Err(KernelError::IsaUnavailable(isa)),
         };
+        let mut type_sets = Vec::new();
         let predicates = predicates
             .iter()
             .enumerate()
             .map(|(index, e)| {
                 if e.is_single_event() {
-                    Ok(compile(e))
+                    Ok(intern(compile(e), &mut type_sets))
                 } else {
                     Err(KernelError::NotSingleEvent { index })
                 }
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { predicates, engine })
+        Ok(Self {
+            predicates,
+            type_sets,
+            engine,
+        })
     }
 
     /// The instruction set in use.
@@ -274,6 +329,8 @@ impl KernelSet {
             Engine::Scalar => Isa::Scalar,
             #[cfg(target_arch = "x86_64")]
             Engine::Avx2(_) => Isa::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(_) => Isa::Avx512,
         }
     }
 
@@ -287,10 +344,17 @@ impl KernelSet {
         self.predicates.is_empty()
     }
 
+    /// Number of distinct type sets the predicates test (each is evaluated at most once per
+    /// [`KernelSet::eval`]).
+    pub fn type_set_count(&self) -> usize {
+        self.type_sets.len()
+    }
+
     /// Evaluates every predicate over `batch`: `masks[p]` becomes predicate `p`'s bitmask
     /// (`masks` is resized to the number of predicates and each mask to
-    /// [`mask_words`]`(batch.len())` words).
+    /// [`mask_words`]`(batch.len())` words). Type tests are shared by all predicates.
     pub fn eval(&self, batch: &EventBatch, scratch: &mut Scratch, masks: &mut Vec<Vec<u64>>) {
+        scratch.start_batch(self.type_sets.len());
         masks.resize_with(self.predicates.len(), Vec::new);
         for (node, out) in self.predicates.iter().zip(masks.iter_mut()) {
             out.clear();
@@ -311,6 +375,7 @@ impl KernelSet {
         let Some(node) = self.predicates.get(index) else {
             return false;
         };
+        scratch.start_batch(self.type_sets.len());
         out.clear();
         out.resize(mask_words(batch.len()), 0);
         self.eval_node(node, batch, scratch, out);
@@ -318,7 +383,7 @@ impl KernelSet {
     }
 
     /// Writes `node`'s mask into `out` (exactly `mask_words(batch.len())` words).
-    fn eval_node(&self, node: &Node, batch: &EventBatch, scratch: &mut Scratch, out: &mut [u64]) {
+    fn eval_node(&self, node: &Kernel, batch: &EventBatch, scratch: &mut Scratch, out: &mut [u64]) {
         let rows = batch.len();
         match node {
             Node::Const(b) => {
@@ -327,7 +392,7 @@ impl KernelSet {
                     fill_ones(out, rows);
                 }
             }
-            Node::Types(types) => self.types(batch.type_ids(), types, out),
+            Node::Types(set) => out.copy_from_slice(self.type_mask(*set, batch, scratch)),
             Node::Leaf {
                 column,
                 types,
@@ -341,13 +406,13 @@ impl KernelSet {
                     Column::Slot(_) => {
                         out.fill(0);
                         if test.test(0) {
-                            self.restrict(batch, types.as_deref(), scratch, out, true);
+                            self.restrict(batch, *types, scratch, out, true);
                         }
                         return;
                     }
                 };
                 self.column_test(col, test, out);
-                self.restrict(batch, types.as_deref(), scratch, out, false);
+                self.restrict(batch, *types, scratch, out, false);
             }
             Node::And(l, r) => {
                 self.eval_node(l, batch, scratch, out);
@@ -402,7 +467,7 @@ impl KernelSet {
     fn restrict(
         &self,
         batch: &EventBatch,
-        types: Option<&[TypeId]>,
+        types: Option<TypeSet>,
         scratch: &mut Scratch,
         out: &mut [u64],
         fill: bool,
@@ -413,16 +478,38 @@ impl KernelSet {
                     fill_ones(out, batch.len());
                 }
             }
-            Some(types) if fill => self.types(batch.type_ids(), types, out),
-            Some(types) => {
-                let mut tmp = scratch.take(out.len());
-                self.types(batch.type_ids(), types, &mut tmp);
-                for (o, t) in out.iter_mut().zip(&tmp) {
+            Some(set) if fill => out.copy_from_slice(self.type_mask(set, batch, scratch)),
+            Some(set) => {
+                for (o, t) in out.iter_mut().zip(self.type_mask(set, batch, scratch)) {
                     *o &= t;
                 }
-                scratch.put(tmp);
             }
         }
+    }
+
+    /// The mask of the rows whose type is in `set`, computed on first use for this batch.
+    fn type_mask<'s>(
+        &self,
+        set: TypeSet,
+        batch: &EventBatch,
+        scratch: &'s mut Scratch,
+    ) -> &'s [u64] {
+        let words = mask_words(batch.len());
+        // `start_batch` sized the scratch for every set, and sets come from this kernel set's
+        // interning: grow anyway rather than index out of bounds.
+        if scratch.type_masks.len() <= set.0 {
+            scratch.type_masks.resize_with(set.0 + 1, Vec::new);
+            scratch.type_ready.resize(set.0 + 1, false);
+        }
+        let mask = &mut scratch.type_masks[set.0];
+        if !scratch.type_ready[set.0] {
+            mask.clear();
+            mask.resize(words, 0);
+            let types = self.type_sets.get(set.0).map_or(&[][..], Vec::as_slice);
+            self.types(batch.type_ids(), types, mask);
+            scratch.type_ready[set.0] = true;
+        }
+        mask
     }
 
     fn types(&self, ids: &[TypeId], types: &[TypeId], out: &mut [u64]) {
@@ -430,6 +517,8 @@ impl KernelSet {
             Engine::Scalar => scalar::types(ids, types, out),
             #[cfg(target_arch = "x86_64")]
             Engine::Avx2(a) => a.types(ids, types, out),
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(a) => a.types(ids, types, out),
         }
     }
 
@@ -445,6 +534,10 @@ impl KernelSet {
             (Engine::Avx2(a), Test::Int(t)) => a.int(col, t, out),
             #[cfg(target_arch = "x86_64")]
             (Engine::Avx2(a), Test::Float(t)) => a.float(col, t, out),
+            #[cfg(target_arch = "x86_64")]
+            (Engine::Avx512(a), Test::Int(t)) => a.int(col, t, out),
+            #[cfg(target_arch = "x86_64")]
+            (Engine::Avx512(a), Test::Float(t)) => a.float(col, t, out),
         }
     }
 }
@@ -547,7 +640,7 @@ impl Bindings for RowBindings<'_> {
 // Compiler.
 
 /// Rows where `e` evaluates to `Bool(true)`.
-fn compile(e: &Expr) -> Node {
+fn compile(e: &Expr) -> Tree {
     match e {
         Expr::Const(v) => Node::Const(v.is_true()),
         Expr::TypeIs(types) => {
@@ -580,7 +673,7 @@ fn compile(e: &Expr) -> Node {
 }
 
 /// Rows where `e` evaluates to `Bool(false)` (what `not e` accepts).
-fn compile_false(e: &Expr) -> Node {
+fn compile_false(e: &Expr) -> Tree {
     match e {
         Expr::Const(v) => Node::Const(*v == Value::Bool(false)),
         Expr::Field(f) if f.ty == FieldType::Bool => bool_field(f, false),
@@ -601,7 +694,24 @@ fn compile_false(e: &Expr) -> Node {
     }
 }
 
-fn and(l: Node, r: Node) -> Node {
+/// `l and r`, each side narrowed to the types the other implies (see [`narrow`]).
+fn and(l: Tree, r: Tree) -> Tree {
+    // r' equals r wherever l can hold; l' equals l wherever r' can hold. So l' and r' hold
+    // exactly where l and r do: outside implied(r') both r' and r are false, and inside it l'
+    // is l.
+    let r = match implied(&l) {
+        Some(ctx) => narrow(r, &ctx),
+        None => r,
+    };
+    let l = match implied(&r) {
+        Some(ctx) => narrow(l, &ctx),
+        None => l,
+    };
+    fold_and(l, r)
+}
+
+/// `l and r` with constants folded.
+fn fold_and(l: Tree, r: Tree) -> Tree {
     match (l, r) {
         (Node::Const(false), _) | (_, Node::Const(false)) => Node::Const(false),
         (Node::Const(true), x) | (x, Node::Const(true)) => x,
@@ -609,7 +719,7 @@ fn and(l: Node, r: Node) -> Node {
     }
 }
 
-fn or(l: Node, r: Node) -> Node {
+fn or(l: Tree, r: Tree) -> Tree {
     match (l, r) {
         (Node::Const(true), _) | (_, Node::Const(true)) => Node::Const(true),
         (Node::Const(false), x) | (x, Node::Const(false)) => x,
@@ -617,7 +727,7 @@ fn or(l: Node, r: Node) -> Node {
     }
 }
 
-fn not(x: Node) -> Node {
+fn not(x: Tree) -> Tree {
     match x {
         Node::Const(b) => Node::Const(!b),
         Node::Not(x) => *x,
@@ -625,8 +735,110 @@ fn not(x: Node) -> Node {
     }
 }
 
+/// The event types outside which `node` never holds (sorted), or `None` if it may hold for any.
+fn implied(node: &Tree) -> Option<Vec<TypeId>> {
+    match node {
+        Node::Const(false) => Some(Vec::new()),
+        Node::Types(types)
+        | Node::Leaf {
+            types: Some(types), ..
+        } => Some(types.clone()),
+        Node::And(l, r) => match (implied(l), implied(r)) {
+            (Some(a), Some(b)) => Some(intersect(&a, &b)),
+            (a, b) => a.or(b),
+        },
+        Node::Or(l, r) => {
+            let (a, b) = (implied(l)?, implied(r)?);
+            let mut u = [a, b].concat();
+            u.sort_unstable();
+            u.dedup();
+            Some(u)
+        }
+        Node::Const(true) | Node::Leaf { types: None, .. } | Node::Not(_) | Node::Fallback(_) => {
+            None
+        }
+    }
+}
+
+/// Elements of both sorted lists.
+fn intersect(a: &[TypeId], b: &[TypeId]) -> Vec<TypeId> {
+    a.iter()
+        .filter(|t| b.binary_search(t).is_ok())
+        .copied()
+        .collect()
+}
+
+/// `node` for rows of the types in `ctx` (sorted) only: the result equals `node` on every row
+/// whose type is in `ctx` and is arbitrary elsewhere. Type sets shrink to their part in `ctx`;
+/// one that covers `ctx` is dropped (a leaf then tests every row), one disjoint from it is false.
+fn narrow(node: Tree, ctx: &[TypeId]) -> Tree {
+    match node {
+        Node::Types(types) => {
+            let kept = intersect(&types, ctx);
+            if kept.is_empty() {
+                Node::Const(false)
+            } else if kept.len() == ctx.len() {
+                Node::Const(true)
+            } else {
+                Node::Types(kept)
+            }
+        }
+        Node::Leaf {
+            column,
+            types: Some(types),
+            test,
+        } => {
+            let kept = intersect(&types, ctx);
+            if kept.is_empty() {
+                Node::Const(false)
+            } else {
+                let types = (kept.len() < ctx.len()).then_some(kept);
+                Node::Leaf {
+                    column,
+                    types,
+                    test,
+                }
+            }
+        }
+        Node::And(l, r) => fold_and(narrow(*l, ctx), narrow(*r, ctx)),
+        Node::Or(l, r) => or(narrow(*l, ctx), narrow(*r, ctx)),
+        Node::Not(x) => not(narrow(*x, ctx)),
+        Node::Const(_) | Node::Leaf { types: None, .. } | Node::Fallback(_) => node,
+    }
+}
+
+/// Replaces the type lists of `node` by indices into `sets`, adding the lists not there yet.
+fn intern(node: Tree, sets: &mut Vec<Vec<TypeId>>) -> Kernel {
+    let mut set = |types: Vec<TypeId>| {
+        TypeSet(match sets.iter().position(|s| *s == types) {
+            Some(i) => i,
+            None => {
+                sets.push(types);
+                sets.len() - 1
+            }
+        })
+    };
+    match node {
+        Node::Const(b) => Node::Const(b),
+        Node::Types(types) => Node::Types(set(types)),
+        Node::Leaf {
+            column,
+            types,
+            test,
+        } => Node::Leaf {
+            column,
+            types: types.map(set),
+            test,
+        },
+        Node::And(l, r) => Node::And(Box::new(intern(*l, sets)), Box::new(intern(*r, sets))),
+        Node::Or(l, r) => Node::Or(Box::new(intern(*l, sets)), Box::new(intern(*r, sets))),
+        Node::Not(x) => Node::Not(Box::new(intern(*x, sets))),
+        Node::Fallback(e) => Node::Fallback(e),
+    }
+}
+
 /// A boolean field is `want`: present and `(raw != 0) == want`.
-fn bool_field(f: &FieldAccess, want: bool) -> Node {
+fn bool_field(f: &FieldAccess, want: bool) -> Tree {
     let test = if want {
         // raw != 0: unsigned raw outside [0, 0].
         int_test(u64::MAX, true, 0, 0, false)
@@ -671,7 +883,7 @@ fn int_test(mask: u64, unsigned: bool, lo: i128, hi: i128, inside: bool) -> Test
 }
 
 /// A test on a field: for every slot the field uses, the rows of the types that put it there.
-fn field_leaf(f: &FieldAccess, test: Test) -> Node {
+fn field_leaf(f: &FieldAccess, test: Test) -> Tree {
     let mut by_slot: Vec<(u8, Vec<TypeId>)> = Vec::new();
     for (t, s) in f.slots.iter().enumerate() {
         let (Some(s), Ok(t)) = (s, TypeId::try_from(t)) else {
@@ -694,7 +906,7 @@ fn field_leaf(f: &FieldAccess, test: Test) -> Node {
 }
 
 /// `l op r`.
-fn compile_cmp(op: CmpOp, l: &Expr, r: &Expr) -> Node {
+fn compile_cmp(op: CmpOp, l: &Expr, r: &Expr) -> Tree {
     let fallback = || Node::Fallback(Expr::Cmp(op, Box::new(l.clone()), Box::new(r.clone())));
     match (l, r) {
         (Expr::Const(a), Expr::Const(b)) => Node::Const(op.apply(*a, *b).is_true()),
@@ -717,7 +929,7 @@ fn swap(op: CmpOp) -> CmpOp {
 }
 
 /// `x op c` for a column `x` (field, `ts`, `seq`); `None` if `x` is not a column.
-fn column_cmp(op: CmpOp, x: &Expr, c: Value) -> Option<Node> {
+fn column_cmp(op: CmpOp, x: &Expr, c: Value) -> Option<Tree> {
     let (ty, column) = match x {
         Expr::Field(f) => (f.ty, None),
         Expr::Ts => (FieldType::I64, Some(Column::Ts)),

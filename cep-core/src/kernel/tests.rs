@@ -194,49 +194,78 @@ fn oracle(e: &Expr, batch: &EventBatch) -> Vec<u64> {
     out
 }
 
+const ALL_ISAS: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+
 /// Every instruction set this CPU runs (scalar always).
 fn isas() -> Vec<Isa> {
-    let mut v = vec![Isa::Scalar];
-    if Isa::Avx2.is_available() {
-        v.push(Isa::Avx2);
-    } else {
-        eprintln!("note: AVX2 not available on this CPU; only the scalar path is checked");
+    let (have, lack): (Vec<Isa>, Vec<Isa>) = ALL_ISAS.iter().partition(|isa| isa.is_available());
+    if !lack.is_empty() {
+        eprintln!("note: {lack:?} not available on this CPU; checking {have:?}");
     }
-    v
+    have
 }
 
-fn check(preds: &[Expr], batch: &EventBatch) -> Result<(), TestCaseError> {
-    let want: Vec<Vec<u64>> = preds.iter().map(|p| oracle(p, batch)).collect();
+/// Every predicate's mask equals the oracle's on every batch, on every instruction set. One
+/// scratch and one output serve all batches and instruction sets, and each batch is evaluated
+/// twice, with [`KernelSet::eval`] and predicate by predicate with [`KernelSet::eval_one`], so
+/// that state left over from an earlier batch (type masks, buffers) would show.
+fn check(preds: &[Expr], batches: &[&EventBatch]) -> Result<(), TestCaseError> {
+    let mut scratch = Scratch::new();
+    let mut masks = Vec::new();
+    let mut one = Vec::new();
     for isa in isas() {
         let set =
             KernelSet::with_isa(preds, isa).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(set.isa(), isa);
-        let mut masks = Vec::new();
-        // Twice with the same scratch and output, to catch stale state.
-        for _ in 0..2 {
-            set.eval(batch, &mut Scratch::new(), &mut masks);
-            for (p, (got, want)) in masks.iter().zip(&want).enumerate() {
-                prop_assert_eq!(
-                    got,
-                    want,
-                    "{:?} predicate {} over {} rows: {:?}",
-                    isa,
-                    p,
-                    batch.len(),
-                    preds[p]
-                );
+        for batch in batches {
+            let want: Vec<Vec<u64>> = preds.iter().map(|p| oracle(p, batch)).collect();
+            set.eval(batch, &mut scratch, &mut masks);
+            prop_assert_eq!(masks.len(), preds.len());
+            for (p, want) in want.iter().enumerate() {
+                prop_assert!(set.eval_one(p, batch, &mut scratch, &mut one));
+                for (how, got) in [("eval", &masks[p]), ("eval_one", &one)] {
+                    prop_assert_eq!(
+                        got,
+                        want,
+                        "{:?} {} predicate {} over {} rows: {:?}",
+                        isa,
+                        how,
+                        p,
+                        batch.len(),
+                        preds[p]
+                    );
+                }
             }
         }
     }
     Ok(())
 }
 
+/// 256 cases from a fixed seed, so every run checks the same cases (`PROPTEST_CASES` and
+/// `PROPTEST_RNG_SEED` override them), and no failure-persistence files (as the workspace's
+/// other property tests).
+fn config() -> ProptestConfig {
+    let mut c = ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        c.cases = 256;
+    }
+    if c.rng_seed == proptest::test_runner::RngSeed::Random {
+        c.rng_seed = proptest::test_runner::RngSeed::Fixed(0x6b65_726e_656c);
+    }
+    c.failure_persistence = None;
+    c
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(config())]
 
     #[test]
-    fn masks_match_eval(preds in prop::collection::vec(arb_cond(), 1..4), batch in arb_batch(200)) {
-        check(&preds, &batch)?;
+    fn masks_match_eval(
+        preds in prop::collection::vec(arb_cond(), 1..4),
+        first in arb_batch(200),
+        second in arb_batch(200),
+    ) {
+        check(&preds, &[&first, &second])?;
     }
 }
 
@@ -273,9 +302,10 @@ fn masks_match_eval_at_length_edges() {
         Expr::Not(Box::new(Expr::TypeIs(vec![2]))),
         Expr::Const(Value::Bool(true)),
     ];
+    // Vector widths: 4 and 8 lanes of 64 bits, 16 and 32 of 16 bits; 64 rows a mask word.
     for len in [
-        0, 1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 191, 192, 193,
-        1000,
+        0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 40, 63, 64, 65, 72, 95, 96, 97, 127,
+        128, 129, 191, 192, 193, 255, 256, 257, 1000, 1024,
     ] {
         let mut b = EventBatch::new(SLOTS);
         for i in 0..len {
@@ -291,7 +321,7 @@ fn masks_match_eval_at_length_edges() {
                 &slots,
             );
         }
-        if let Err(e) = check(&preds, &b) {
+        if let Err(e) = check(&preds, &[&b]) {
             panic!("length {len}: {e}");
         }
         // Bits past the length stay clear.
@@ -335,11 +365,113 @@ fn detection_picks_an_available_isa() {
     let set = KernelSet::new(&[]).expect("no predicates");
     assert_eq!(set.isa(), isa);
     assert!(set.is_empty());
-    if !Isa::Avx2.is_available() {
-        assert_eq!(
-            KernelSet::with_isa(&[], Isa::Avx2).err(),
-            Some(KernelError::IsaUnavailable(Isa::Avx2))
+    // The best one is preferred.
+    let best = ALL_ISAS.iter().rev().find(|isa| isa.is_available());
+    assert_eq!(Some(&isa), best);
+    for isa in ALL_ISAS {
+        let built = KernelSet::with_isa(&[], isa);
+        if isa.is_available() {
+            assert_eq!(built.map(|s| s.isa()).ok(), Some(isa));
+        } else {
+            assert_eq!(built.err(), Some(KernelError::IsaUnavailable(isa)));
+        }
+    }
+}
+
+fn cmp(op: CmpOp, x: &FieldAccess, c: Value) -> Expr {
+    Expr::Cmp(
+        op,
+        Box::new(Expr::Field(x.clone())),
+        Box::new(Expr::Const(c)),
+    )
+}
+
+fn and(l: Expr, r: Expr) -> Expr {
+    Expr::And(Box::new(l), Box::new(r))
+}
+
+#[test]
+fn a_type_test_narrows_the_other_side_of_and() {
+    // `qty` is in slot 0 for type 0 and slot 2 for type 1: alone it tests both slots, each
+    // restricted to its type.
+    let qty = fields()[0].clone();
+    let alone = compile(&cmp(CmpOp::Ge, &qty, Value::I64(5000)));
+    assert!(matches!(alone, Node::Or(..)), "{alone:?}");
+    // With `type 0` on either side, only slot 0 is left, tested without a type restriction.
+    let leaf = Node::Leaf {
+        column: Column::Slot(0),
+        types: None,
+        test: Test::Float(FloatTest {
+            op: CmpOp::Ge,
+            c: 5000.0,
+        }),
+    };
+    let want = Node::And(Box::new(Node::Types(vec![0])), Box::new(leaf.clone()));
+    let typed = and(
+        Expr::TypeIs(vec![0]),
+        cmp(CmpOp::Ge, &qty, Value::I64(5000)),
+    );
+    assert_eq!(compile(&typed), want);
+    let swapped = and(
+        cmp(CmpOp::Ge, &qty, Value::I64(5000)),
+        Expr::TypeIs(vec![0]),
+    );
+    assert_eq!(
+        compile(&swapped),
+        Node::And(Box::new(leaf), Box::new(Node::Types(vec![0])))
+    );
+    // A type the field lacks (type 2) leaves nothing to test.
+    let none = and(
+        Expr::TypeIs(vec![2]),
+        cmp(CmpOp::Ge, &qty, Value::I64(5000)),
+    );
+    assert_eq!(compile(&none), Node::Const(false));
+    // Under `not`, narrowing keeps `not` exact within the context: type 1 and not (type 1 or
+    // qty >= 5000) is false.
+    let negated = and(
+        Expr::TypeIs(vec![1]),
+        Expr::Not(Box::new(Expr::Or(
+            Box::new(Expr::TypeIs(vec![1])),
+            Box::new(cmp(CmpOp::Ge, &qty, Value::I64(5000))),
+        ))),
+    );
+    assert_eq!(compile(&negated), Node::Const(false));
+}
+
+#[test]
+fn predicates_of_a_set_share_type_tests() {
+    let qty = fields()[0].clone();
+    let px = fields()[1].clone();
+    let preds = [
+        and(
+            Expr::TypeIs(vec![0]),
+            cmp(CmpOp::Ge, &qty, Value::I64(5000)),
+        ),
+        and(
+            Expr::TypeIs(vec![1]),
+            cmp(CmpOp::Ge, &qty, Value::I64(1000)),
+        ),
+        and(Expr::TypeIs(vec![0]), cmp(CmpOp::Lt, &px, Value::I64(0))),
+        Expr::TypeIs(vec![1, 0]),
+        // Without a type test, `px` (in every type but 3) tests each slot for its types.
+        cmp(CmpOp::Lt, &px, Value::I64(0)),
+    ];
+    let set = KernelSet::new(&preds).expect("single-event");
+    // {0}, {1}, {0, 1}, then px's slots: {0} (slot 1, already there), {1} (slot 0), {2}.
+    assert_eq!(set.type_set_count(), 4);
+    let mut b = EventBatch::new(SLOTS);
+    for i in 0..300u64 {
+        let v = [(i * 40) as f64, -(i as f64)].map(f64::to_bits);
+        b.push(
+            i,
+            0,
+            (i % 4) as u16,
+            Label::default(),
+            &[v[0], v[1], v[0], v[1]],
         );
+    }
+    if let Err(e) = check(&preds, &[&b, &EventBatch::new(SLOTS), &b]) {
+        panic!("{e}");
     }
 }
 
@@ -359,6 +491,7 @@ fn integer_fields_against_float_constants_follow_rounding() {
     let mut masks = Vec::new();
     for isa in isas() {
         let set = KernelSet::with_isa(std::slice::from_ref(&pred), isa).expect("compiles");
+        assert_eq!(set.isa(), isa);
         set.eval(&b, &mut Scratch::new(), &mut masks);
         assert_eq!(masks[0], vec![0b0110], "{isa:?}");
     }
