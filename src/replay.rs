@@ -464,7 +464,8 @@ fn report(
                 rule: r.name.clone(),
                 signal: r.emit.signal.clone(),
                 signals: score.counts(i).0,
-                events_read: rule_stats.clone().map(|s| s.events).sum(),
+                // Every shard reads every event (and skips the keys it does not own).
+                events_read: per_shard[0].get(i).map_or(0, |s| s.events),
                 peak_live_runs: rule_stats.clone().map(|s| s.peak_live_runs).sum(),
                 evictions: rule_stats.map(|s| s.evictions).sum(),
                 label: rule_class[i].map(|c| label_names[c as usize].clone()),
