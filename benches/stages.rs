@@ -42,16 +42,17 @@ rule bench3
   emit bench3 { account }
 ";
 
-/// The same steps with strict contiguity: the bit-parallel matcher's class.
+/// A keyed 3-step strict sequence (the bit-parallel matcher's class): three large orders of one
+/// account in a row.
 const BENCH3_STRICT: &str = "
 rule bench3_strict
   from Order, Cancel, Trade
   partition by account
-  pattern o c t
+  pattern a b c
   define
-    o as Order and qty >= 5000
-    c as Cancel
-    t as Trade and qty < 1000
+    a as Order and qty >= 5000
+    b as Order and qty >= 5000
+    c as Order and qty >= 5000
   within 2s
   select all
   after match no skip

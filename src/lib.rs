@@ -38,6 +38,7 @@ use cep_core::query::{QueryOperator, QueryStats};
 use cep_core::reference::{MatcherConfig, MatcherStats, ReferenceMatcher};
 use cep_core::rule::{EmitSpec, Program, Rule};
 use cep_core::schema::{Catalog, FieldType, TypeId};
+use cep_core::shift_and::ShiftAndMatcher;
 use cep_core::signal::{Signal as RawSignal, SignalKind};
 use cep_core::symbol::SymbolTable;
 use cep_core::time::{Arrival, DedupConfig, Ready, Sequencer, TimeConfig, TimeStats};
@@ -370,7 +371,16 @@ impl Engine {
             .rules
             .iter()
             .enumerate()
-            .map(|(i, r)| Matcher::new(config.kind, r.clone(), i, config.matcher, config.shard))
+            .map(|(i, r)| {
+                Matcher::new(
+                    config.kind,
+                    r.clone(),
+                    i,
+                    config.matcher,
+                    config.shard,
+                    program.catalog.slot_count(),
+                )
+            })
             .collect();
         let operators = queries.len() + matchers.len();
         Ok(Self {
@@ -601,9 +611,12 @@ impl Engine {
         attention.clear();
         attention.resize(cep_core::kernel::mask_words(batch.len()), 0);
         for m in &self.matchers {
-            if let Matcher::Fast(m) = m
-                && let Some(mask) = m.attention()
-            {
+            let mask = match m {
+                Matcher::Fast(m) => m.attention(),
+                Matcher::Bits(m) => m.attention(),
+                Matcher::Reference(_) => None,
+            };
+            if let Some(mask) = mask {
                 for (a, w) in attention.iter_mut().zip(mask) {
                     *a |= w;
                 }
@@ -946,6 +959,8 @@ fn tag(pending: &[RawSignal], steps: &mut Vec<u64>, step: u64) {
 enum Matcher {
     Reference(ReferenceMatcher),
     Fast(FastMatcher),
+    /// The fast path for strict sequences of single-event conditions (bit-parallel).
+    Bits(ShiftAndMatcher),
 }
 
 impl Matcher {
@@ -955,10 +970,17 @@ impl Matcher {
         index: usize,
         config: MatcherConfig,
         shard: Option<ShardSpec>,
+        slot_count: usize,
     ) -> Self {
         match kind {
             MatcherKind::Reference => {
                 Matcher::Reference(ReferenceMatcher::new(rule, index, config).with_shard(shard))
+            }
+            MatcherKind::Fast if ShiftAndMatcher::supports(&rule, &config) => {
+                match ShiftAndMatcher::new(rule.clone(), index, config, slot_count) {
+                    Some(m) => Matcher::Bits(m.with_shard(shard)),
+                    None => Matcher::Fast(FastMatcher::new(rule, index, config).with_shard(shard)),
+                }
             }
             MatcherKind::Fast => {
                 Matcher::Fast(FastMatcher::new(rule, index, config).with_shard(shard))
@@ -970,6 +992,7 @@ impl Matcher {
         match self {
             Matcher::Reference(m) => m.rule(),
             Matcher::Fast(m) => m.rule(),
+            Matcher::Bits(m) => m.rule(),
         }
     }
 
@@ -979,6 +1002,7 @@ impl Matcher {
         match self {
             Matcher::Reference(m) => m.next_deadline(),
             Matcher::Fast(m) => m.next_deadline(),
+            Matcher::Bits(m) => m.next_deadline(),
         }
     }
 
@@ -986,6 +1010,7 @@ impl Matcher {
         match self {
             Matcher::Reference(m) => m.stats(),
             Matcher::Fast(m) => m.stats(),
+            Matcher::Bits(m) => m.stats(),
         }
     }
 
@@ -1003,6 +1028,7 @@ impl Matcher {
                 let can_start = row.and_then(|r| m.can_start(r));
                 m.on_event_with(e, can_start, out)
             }
+            Matcher::Bits(m) => m.on_event(e, out),
         }
     }
 
@@ -1031,33 +1057,46 @@ impl Matcher {
                 }
             }
             Matcher::Fast(m) => m.on_batch_row(batch, row, scratch, out),
+            Matcher::Bits(m) => m.on_batch_row(batch, row, scratch, out),
         }
     }
 
-    /// True for a fast matcher that skips events.
+    /// True for a fast or bit-parallel matcher that skips events.
     fn skips(&self) -> bool {
-        matches!(self, Matcher::Fast(m) if m.skips())
+        match self {
+            Matcher::Reference(_) => false,
+            Matcher::Fast(m) => m.skips(),
+            Matcher::Bits(m) => m.skips(),
+        }
     }
 
-    /// True for a fast matcher that skips events and holds no partition.
+    /// True for a fast or bit-parallel matcher that skips events and holds no partition.
     #[inline]
     fn is_idle(&self) -> bool {
-        matches!(self, Matcher::Fast(m) if m.is_idle())
+        match self {
+            Matcher::Reference(_) => false,
+            Matcher::Fast(m) => m.is_idle(),
+            Matcher::Bits(m) => m.skips() && m.is_idle(),
+        }
     }
 
     /// See [`FastMatcher::skip_rows`].
     #[inline]
     fn skip_rows(&mut self, from: usize, to: usize) {
-        if let Matcher::Fast(m) = self
-            && from < to
-        {
-            m.skip_rows(from, to);
+        if from < to {
+            match self {
+                Matcher::Reference(_) => {}
+                Matcher::Fast(m) => m.skip_rows(from, to),
+                Matcher::Bits(m) => m.skip_rows(from, to),
+            }
         }
     }
 
     fn prepare_batch(&mut self, batch: &EventBatch) {
-        if let Matcher::Fast(m) = self {
-            m.prepare_batch(batch);
+        match self {
+            Matcher::Reference(_) => {}
+            Matcher::Fast(m) => m.prepare_batch(batch),
+            Matcher::Bits(m) => m.prepare_batch(batch),
         }
     }
 
@@ -1066,6 +1105,7 @@ impl Matcher {
         match self {
             Matcher::Reference(m) => m.on_watermark(w, out),
             Matcher::Fast(m) => m.on_watermark(w, out),
+            Matcher::Bits(m) => m.on_watermark(w, out),
         }
     }
 
@@ -1073,6 +1113,7 @@ impl Matcher {
         match self {
             Matcher::Reference(m) => m.finish_runs(out),
             Matcher::Fast(m) => m.finish_runs(out),
+            Matcher::Bits(m) => m.finish_runs(out),
         }
     }
 }

@@ -527,7 +527,7 @@ impl FastMatcher {
 }
 
 /// Number of set bits `from..to` of `mask` (bits past the mask count as 0).
-fn count_ones(mask: &[u64], from: usize, to: usize) -> u64 {
+pub(crate) fn count_ones(mask: &[u64], from: usize, to: usize) -> u64 {
     let mut n = 0u64;
     let mut row = from;
     while row < to {

@@ -23,9 +23,9 @@
 //!   path per start and at most one match completes per event;
 //! - a completed run is always the oldest live run of its partition, so `select first` reports it
 //!   at once, exactly like `select all` (no earlier start can be unresolved);
-//! - without timeouts or trailing absences, `within` expiry and watermarks emit nothing: a run
-//!   past its deadline is cleared lazily, when its partition's next event arrives (the reference
-//!   expires it at the watermark; the difference shows only in the live-run counters);
+//! - without timeouts or trailing absences, `within` expiry and watermarks emit nothing; a
+//!   timer heap (one entry per partition, its earliest deadline) still clears expired runs at
+//!   the watermark, so the live-run counters equal the reference matcher's;
 //! - after-match strategies drop runs by start position, which the partition's ring of its last
 //!   `k` events gives for every bit.
 //!
@@ -33,12 +33,16 @@
 //! not even looked up. Partition state (the word and a ring of the last `k` events) is recycled
 //! through a free list, so steady-state matching allocates only for signals.
 
-use crate::event::EventView;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use crate::event::{EventBatch, EventView};
 use crate::expr::{Bindings, Expr, VarId};
-use crate::fast::KeyMap;
+use crate::fast::{KeyMap, count_ones};
+use crate::kernel::{KernelSet, Scratch};
 use crate::nfa::{AfterMatch, Contiguity, PatternNode, Quantifier};
 use crate::reference::{MatcherConfig, MatcherStats};
-use crate::rule::{PartitionKey, Rule};
+use crate::rule::{PartitionKey, Rule, ShardSpec};
 use crate::signal::{Signal, SignalKind};
 
 /// Longest pattern the one-word state holds.
@@ -49,6 +53,8 @@ pub const MAX_LEN: usize = 64;
 struct Lane {
     /// Bit `j`: the run that started `j` events before the newest one is alive.
     runs: u64,
+    /// The deadline this lane has in the timer heap, if any.
+    timer: Option<i64>,
     /// Ring index of the newest event.
     head: usize,
     pos: Vec<u64>,
@@ -63,6 +69,7 @@ impl Lane {
     fn new(k: usize) -> Self {
         Self {
             runs: 0,
+            timer: None,
             head: 0,
             pos: vec![0; k],
             seq: vec![0; k],
@@ -170,9 +177,19 @@ pub struct ShiftAndMatcher {
     conditions: Vec<Expr>,
     lanes: KeyMap<Lane>,
     free: Vec<Lane>,
+    /// (deadline, key), earliest first: lanes whose oldest run expires then (with `within`).
+    timers: BinaryHeap<Reverse<(i64, PartitionKey)>>,
     slot_count: usize,
     /// Highest watermark seen: runs whose deadline is at or before it are dead.
     watermark: i64,
+    /// Only the keys of this shard are matched (every event still counts).
+    shard: Option<ShardSpec>,
+    /// Per type id: whether the rule reads it.
+    reads: Vec<bool>,
+    /// The predicates as columnar kernels, and the masks of the last prepared batch.
+    kernels: Option<KernelSet>,
+    scratch: Scratch,
+    masks: Vec<Vec<u64>>,
     next_pos: u64,
     stats: MatcherStats,
 }
@@ -232,17 +249,37 @@ impl ShiftAndMatcher {
         slot_count: usize,
     ) -> Option<Self> {
         let vars = Self::sequence(&rule, &config)?;
-        let conditions = vars
+        let conditions: Vec<Expr> = vars
             .iter()
             .map(|v| rule.nfa.vars[*v as usize].condition.clone())
             .collect();
+        let mut reads = Vec::new();
+        for &t in &rule.from {
+            let i = usize::from(t);
+            if reads.len() <= i {
+                reads.resize(i + 1, false);
+            }
+            reads[i] = true;
+        }
+        // The sequence's predicates, then "the rule reads the row's type". Single-event
+        // conditions always compile; without kernels, batch rows evaluate their predicates one
+        // by one, which gives the same words.
+        let mut predicates = conditions.clone();
+        predicates.push(Expr::TypeIs(rule.from.clone()));
+        let kernels = KernelSet::new(&predicates).ok();
         Some(Self {
             rule,
             rule_index,
             vars,
             conditions,
+            shard: None,
+            reads,
+            kernels,
+            scratch: Scratch::new(),
+            masks: Vec::new(),
             lanes: KeyMap::default(),
             free: Vec::new(),
+            timers: BinaryHeap::new(),
             slot_count,
             watermark: i64::MIN,
             next_pos: 0,
@@ -250,9 +287,106 @@ impl ShiftAndMatcher {
         })
     }
 
+    /// Restricts the matcher to the partition keys of `shard` (`None`: every key).
+    pub fn with_shard(mut self, shard: Option<ShardSpec>) -> Self {
+        self.shard = shard;
+        self
+    }
+
     /// The rule.
     pub fn rule(&self) -> &Rule {
         &self.rule
+    }
+
+    /// True if batch rows are skipped with the kernels' masks ([`Self::attention`]).
+    pub fn skips(&self) -> bool {
+        self.kernels.is_some()
+    }
+
+    /// True if no partition holds a run.
+    pub fn is_idle(&self) -> bool {
+        self.lanes.is_empty()
+    }
+
+    /// Evaluates the predicates over `batch` with the columnar kernels; afterwards
+    /// [`Self::on_batch_row`] takes its rows.
+    pub fn prepare_batch(&mut self, batch: &EventBatch) {
+        match &self.kernels {
+            Some(k) => k.eval(batch, &mut self.scratch, &mut self.masks),
+            None => self.masks.clear(),
+        }
+    }
+
+    /// The rows of the last prepared batch that can start a run (a superset: rows of types the
+    /// rule does not read may be set); `None` without kernels.
+    pub fn attention(&self) -> Option<&[u64]> {
+        (self.masks.len() == self.conditions.len() + 1).then(|| self.masks[0].as_slice())
+    }
+
+    /// Accounts for rows `from..to` of the last prepared batch, delivered but not fed to the
+    /// matcher because it was idle and none of them is in [`Self::attention`]: positions and
+    /// the event count advance by the rows the rule reads.
+    pub fn skip_rows(&mut self, from: usize, to: usize) {
+        let Some(reads) = self.masks.get(self.conditions.len()) else {
+            return;
+        };
+        if self.masks.len() != self.conditions.len() + 1 {
+            return;
+        }
+        let n = count_ones(reads, from, to);
+        self.next_pos += n;
+        self.stats.events += n;
+    }
+
+    /// Feeds row `row` of `batch`, the batch last given to [`Self::prepare_batch`]; the row's
+    /// slots are copied (into `scratch`) only if a partition has to process it.
+    #[inline]
+    pub fn on_batch_row(
+        &mut self,
+        batch: &EventBatch,
+        row: usize,
+        scratch: &mut Vec<u64>,
+        out: &mut Vec<Signal>,
+    ) {
+        let type_id = batch.type_ids()[row];
+        if !self
+            .reads
+            .get(usize::from(type_id))
+            .copied()
+            .unwrap_or(false)
+        {
+            return;
+        }
+        if self.masks.len() != self.conditions.len() + 1 {
+            batch.copy_slots(row, scratch);
+            let e = EventView {
+                seq: batch.seq()[row],
+                ts: batch.ts()[row],
+                type_id,
+                slots: scratch,
+            };
+            self.on_event(e, out);
+            return;
+        }
+        let (w, bit) = (row / 64, row % 64);
+        let mut mask = 0u64;
+        for (j, m) in self.masks[..self.conditions.len()].iter().enumerate() {
+            mask |= ((m.get(w).copied().unwrap_or(0) >> bit) & 1) << j;
+        }
+        if mask & 1 == 0 && self.lanes.is_empty() {
+            self.stats.events += 1;
+            self.next_pos += 1;
+            return;
+        }
+        let key = self.rule.key_of_row(batch, row);
+        batch.copy_slots(row, scratch);
+        let e = EventView {
+            seq: batch.seq()[row],
+            ts: batch.ts()[row],
+            type_id,
+            slots: scratch,
+        };
+        self.step(e, key, mask, out);
     }
 
     /// The predicate of each sequence element in order: bit `j` of the word
@@ -262,8 +396,7 @@ impl ShiftAndMatcher {
         &self.conditions
     }
 
-    /// Counters so far. `live_runs` and `peak_live_runs` count expired runs until their
-    /// partition's next event clears them.
+    /// Counters so far (the reference matcher's, except `partitions`: partitions that held runs).
     pub fn stats(&self) -> MatcherStats {
         self.stats
     }
@@ -312,29 +445,25 @@ impl ShiftAndMatcher {
         self.stats.events += 1;
         let pos = self.next_pos;
         self.next_pos += 1;
+        if self.shard.is_some_and(|s| !s.owns(key)) {
+            return;
+        }
         let k = self.vars.len();
+        let mut created = false;
         let mut lane = match self.lanes.remove(&key) {
             Some(lane) => lane,
             None if mask & 1 == 0 => return,
             None => {
+                created = true;
                 let mut lane = self.free.pop().unwrap_or_else(|| Lane::new(k));
                 lane.runs = 0;
+                lane.timer = None;
                 lane
             }
         };
         let before = lane.runs.count_ones() as usize;
         // Runs whose `within` deadline is at or before max(watermark, ts - 1) are dead.
-        if let Some(w) = self.rule.nfa.within {
-            let upto = self.watermark.max(e.ts.saturating_sub(1));
-            let mut live = lane.runs;
-            while live != 0 {
-                let j = live.trailing_zeros() as usize;
-                live &= live - 1;
-                if lane.ts[lane.at(j)].saturating_add(w) <= upto {
-                    lane.runs &= !(1 << j);
-                }
-            }
-        }
+        self.expire(&mut lane, self.watermark.max(e.ts.saturating_sub(1)));
         let shifted = (lane.runs & (mask >> 1)) << 1;
         lane.runs = shifted | (mask & 1);
         if k < 64 {
@@ -365,8 +494,48 @@ impl ShiftAndMatcher {
         if lane.runs == 0 {
             self.free.push(lane);
         } else {
+            if created {
+                self.stats.partitions += 1;
+            }
+            self.arm(&mut lane, key);
             self.lanes.insert(key, lane);
         }
+    }
+
+    /// Clears the lane's runs whose `within` deadline is at or before `upto`.
+    fn expire(&self, lane: &mut Lane, upto: i64) {
+        let Some(w) = self.rule.nfa.within else {
+            return;
+        };
+        let mut live = lane.runs;
+        while live != 0 {
+            let j = live.trailing_zeros() as usize;
+            live &= live - 1;
+            if lane.ts[lane.at(j)].saturating_add(w) <= upto {
+                lane.runs &= !(1 << j);
+            }
+        }
+    }
+
+    /// Puts the lane's earliest deadline in the timer heap unless an entry at or before it is
+    /// already there (as the reference matcher does, so that live runs die at the same
+    /// watermark in both).
+    fn arm(&mut self, lane: &mut Lane, key: PartitionKey) {
+        let Some(w) = self.rule.nfa.within else {
+            return;
+        };
+        let mut live = lane.runs;
+        let mut next = i64::MAX;
+        while live != 0 {
+            let j = live.trailing_zeros() as usize;
+            live &= live - 1;
+            next = next.min(lane.ts[lane.at(j)].saturating_add(w));
+        }
+        if next == i64::MAX || lane.timer.is_some_and(|t| t <= next) {
+            return;
+        }
+        lane.timer = Some(next);
+        self.timers.push(Reverse((next, key)));
     }
 
     /// Start positions the after-match strategy drops after the match that just completed at
@@ -417,18 +586,53 @@ impl ShiftAndMatcher {
         }
     }
 
-    /// Watermark `w`: runs whose deadline is at or before `w` are dead (cleared when their
-    /// partition is next touched; nothing in this class fires on a watermark).
+    /// Watermark `w`: runs whose deadline is at or before `w` die (nothing in this class fires
+    /// a signal on a watermark; the live-run counters follow the reference matcher's).
     pub fn on_watermark(&mut self, w: i64, _out: &mut Vec<Signal>) {
         self.watermark = self.watermark.max(w);
+        while let Some(&Reverse((d, key))) = self.timers.peek() {
+            if d > w {
+                break;
+            }
+            self.timers.pop();
+            let Some(mut lane) = self.lanes.remove(&key) else {
+                continue; // the lane emptied: a stale entry
+            };
+            if lane.timer != Some(d) {
+                self.lanes.insert(key, lane);
+                continue; // superseded entry
+            }
+            lane.timer = None;
+            let before = lane.runs.count_ones() as usize;
+            self.expire(&mut lane, w);
+            self.stats.live_runs -= before - lane.runs.count_ones() as usize;
+            if lane.runs == 0 {
+                self.free.push(lane);
+            } else {
+                self.arm(&mut lane, key);
+                self.lanes.insert(key, lane);
+            }
+        }
+    }
+
+    /// The earliest deadline in the timer heap (`i64::MAX` if none): a watermark below it
+    /// changes nothing.
+    pub fn next_deadline(&self) -> i64 {
+        self.timers.peek().map_or(i64::MAX, |Reverse((d, _))| *d)
     }
 
     /// Ends the stream: every partial match dies; nothing in this class is pending.
     pub fn finish(&mut self, out: &mut Vec<Signal>) {
         self.on_watermark(i64::MAX, out);
+        self.finish_runs(out);
+    }
+
+    /// The final phase of [`Self::finish`]: the remaining partial matches die silently.
+    pub fn finish_runs(&mut self, _out: &mut Vec<Signal>) {
         for (_, lane) in self.lanes.drain() {
             self.free.push(lane);
         }
+        self.timers.clear();
         self.stats.live_runs = 0;
     }
 }
