@@ -186,6 +186,26 @@ pub trait Bindings {
     fn prev(&self, n: u32) -> Option<EventView<'_>>;
 }
 
+/// The current event alone as [`Bindings`]: no pattern variables, no earlier events. What
+/// single-event conditions (prefilters, kernels' fallback rows) and window queries see.
+#[derive(Debug, Clone, Copy)]
+pub struct CurrentEvent<'a>(pub EventView<'a>);
+
+impl Bindings for CurrentEvent<'_> {
+    fn current(&self) -> EventView<'_> {
+        self.0
+    }
+    fn var_len(&self, _var: VarId) -> usize {
+        0
+    }
+    fn var_event(&self, _var: VarId, _i: usize) -> Option<EventView<'_>> {
+        None
+    }
+    fn prev(&self, _n: u32) -> Option<EventView<'_>> {
+        None
+    }
+}
+
 /// Bindings that replace the current event (used to evaluate aggregate arguments per event).
 struct WithCurrent<'a, 'b> {
     inner: &'a dyn Bindings,

@@ -44,10 +44,10 @@ use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::event::{EventBatch, EventView};
-use crate::expr::{Bindings, Expr, VarId};
+use crate::expr::{CurrentEvent, Expr, VarId};
 use crate::kernel::{KernelSet, Scratch, mask_bit};
 use crate::nfa::Target;
-use crate::reference::{Core, MatcherConfig, MatcherStats, Partition};
+use crate::reference::{Core, MatcherConfig, MatcherStats, Partition, kill_all};
 use crate::rule::{PartitionKey, Rule, ShardSpec};
 use crate::schema::TypeId;
 use crate::signal::Signal;
@@ -166,24 +166,6 @@ fn single_event_conjuncts(e: &Expr, out: &mut Vec<Expr>) {
     }
 }
 
-/// The current event alone (single-event expressions read nothing else).
-struct Current<'a>(EventView<'a>);
-
-impl Bindings for Current<'_> {
-    fn current(&self) -> EventView<'_> {
-        self.0
-    }
-    fn var_len(&self, _var: VarId) -> usize {
-        0
-    }
-    fn var_event(&self, _var: VarId, _i: usize) -> Option<EventView<'_>> {
-        None
-    }
-    fn prev(&self, _n: u32) -> Option<EventView<'_>> {
-        None
-    }
-}
-
 /// The prefilter, per event and per batch.
 #[derive(Debug)]
 struct Prefilter {
@@ -209,7 +191,7 @@ impl Prefilter {
             .get(usize::from(e.type_id))
             .copied()
             .unwrap_or(true)
-            && self.expr.eval(&Current(e)).is_true()
+            && self.expr.eval(&CurrentEvent(e)).is_true()
     }
 }
 
@@ -228,14 +210,7 @@ pub struct FastMatcher {
 impl FastMatcher {
     /// A matcher for `rule`, which is rule number `rule_index` of its program (copied into signals).
     pub fn new(rule: Rule, rule_index: usize, config: MatcherConfig) -> Self {
-        let mut reads = Vec::new();
-        for &t in &rule.from {
-            let i = usize::from(t);
-            if reads.len() <= i {
-                reads.resize(i + 1, false);
-            }
-            reads[i] = true;
-        }
+        let reads = rule.read_table();
         let prefilter = if history_depth(&rule) == 0 {
             let expr = prefilter(&rule);
             let reads_type = Expr::TypeIs(rule.from.clone());
@@ -509,17 +484,7 @@ impl FastMatcher {
     /// The final phase of [`Self::finish`]; see
     /// [`crate::reference::ReferenceMatcher::finish_runs`].
     pub fn finish_runs(&mut self, out: &mut Vec<Signal>) {
-        let mut keys: Vec<(u64, PartitionKey)> = self
-            .partitions
-            .iter()
-            .filter_map(|(k, p)| Some((p.first_start()?, *k)))
-            .collect();
-        keys.sort_unstable();
-        for (_, key) in keys {
-            if let Some(part) = self.partitions.get_mut(&key) {
-                self.core.kill(part, key, out);
-            }
-        }
+        kill_all(&mut self.core, &mut self.partitions, out);
         if self.prefilter.is_some() {
             self.partitions.clear();
         }

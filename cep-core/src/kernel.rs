@@ -49,7 +49,7 @@ mod simd;
 use std::cmp::Ordering;
 
 use crate::event::{EventBatch, EventView};
-use crate::expr::{Bindings, CmpOp, Expr, FieldAccess, VarId};
+use crate::expr::{CmpOp, CurrentEvent, Expr, FieldAccess};
 use crate::schema::{FieldType, TypeId};
 use crate::value::Value;
 
@@ -447,7 +447,7 @@ impl KernelSet {
                 let mut slots = std::mem::take(&mut scratch.slots);
                 for row in 0..rows {
                     batch.copy_slots(row, &mut slots);
-                    let cur = RowBindings(EventView {
+                    let cur = CurrentEvent(EventView {
                         seq: batch.seq()[row],
                         ts: batch.ts()[row],
                         type_id: batch.type_ids()[row],
@@ -614,25 +614,6 @@ pub(crate) mod scalar {
             }
             *o = w;
         }
-    }
-}
-
-/// The current event of a fallback row; no variables or earlier events (single-event
-/// conditions read none).
-struct RowBindings<'a>(EventView<'a>);
-
-impl Bindings for RowBindings<'_> {
-    fn current(&self) -> EventView<'_> {
-        self.0
-    }
-    fn var_len(&self, _var: VarId) -> usize {
-        0
-    }
-    fn var_event(&self, _var: VarId, _i: usize) -> Option<EventView<'_>> {
-        None
-    }
-    fn prev(&self, _n: u32) -> Option<EventView<'_>> {
-        None
     }
 }
 

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use crate::event::{Event, EventView, Label};
-use crate::expr::{Bindings, CmpOp, Expr, ExprDisplay, FieldAccess, VarId};
+use crate::expr::{CmpOp, CurrentEvent, Expr, ExprDisplay, FieldAccess};
 use crate::rule::MAX_KEY_FIELDS;
 use crate::schema::{FieldType, TypeId};
 use crate::value::{ArithOp, Value, arith};
@@ -496,24 +496,6 @@ struct Group {
     sessions: Vec<i64>,
 }
 
-/// The current event as [`Bindings`] (queries have no pattern variables and no `prev`).
-struct OneEvent<'a>(EventView<'a>);
-
-impl Bindings for OneEvent<'_> {
-    fn current(&self) -> EventView<'_> {
-        self.0
-    }
-    fn var_len(&self, _var: VarId) -> usize {
-        0
-    }
-    fn var_event(&self, _var: VarId, _i: usize) -> Option<EventView<'_>> {
-        None
-    }
-    fn prev(&self, _n: u32) -> Option<EventView<'_>> {
-        None
-    }
-}
-
 /// The run-time state of one query.
 #[derive(Debug)]
 pub struct QueryOperator {
@@ -579,7 +561,7 @@ impl QueryOperator {
         }
         self.stats.events += 1;
         if let Some(f) = &self.query.filter
-            && !f.eval(&OneEvent(e)).is_true()
+            && !f.eval(&CurrentEvent(e)).is_true()
         {
             return;
         }
@@ -797,7 +779,7 @@ impl QueryOperator {
 
 /// Adds one event to a window's accumulators.
 fn accumulate(aggs: &[Aggregate], accs: &mut [Acc], e: &EventView<'_>) {
-    let b = OneEvent(*e);
+    let b = CurrentEvent(*e);
     for (agg, acc) in aggs.iter().zip(accs.iter_mut()) {
         let v = match &agg.arg {
             Some(x) => x.eval(&b),

@@ -436,17 +436,7 @@ impl ReferenceMatcher {
     /// preferred matches are reported, partitions in the order of their smallest run start
     /// position.
     pub fn finish_runs(&mut self, out: &mut Vec<Signal>) {
-        let mut keys: Vec<(u64, PartitionKey)> = self
-            .partitions
-            .iter()
-            .filter_map(|(k, p)| Some((p.first_start()?, *k)))
-            .collect();
-        keys.sort_unstable();
-        for (_, key) in keys {
-            if let Some(part) = self.partitions.get_mut(&key) {
-                self.core.kill(part, key, out);
-            }
-        }
+        kill_all(&mut self.core, &mut self.partitions, out);
     }
 }
 
@@ -457,6 +447,26 @@ fn timeout_prev(rule: &Rule) -> u32 {
         .flat_map(|t| t.fields.iter().map(|f| f.expr.max_prev()))
         .max()
         .unwrap_or(0)
+}
+
+/// The final phase of the end of stream, shared by the reference and fast matchers: every
+/// partition with runs, in the order of its smallest run start position, kills its partial
+/// matches and reports its pending preferred matches.
+pub(crate) fn kill_all<S: std::hash::BuildHasher>(
+    core: &mut Core,
+    partitions: &mut HashMap<PartitionKey, Partition, S>,
+    out: &mut Vec<Signal>,
+) {
+    let mut keys: Vec<(u64, PartitionKey)> = partitions
+        .iter()
+        .filter_map(|(k, p)| Some((p.first_start()?, *k)))
+        .collect();
+    keys.sort_unstable();
+    for (_, key) in keys {
+        if let Some(part) = partitions.get_mut(&key) {
+            core.kill(part, key, out);
+        }
+    }
 }
 
 /// `within` deadline of a run that started at `start_ts`.

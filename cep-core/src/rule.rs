@@ -119,6 +119,20 @@ impl Rule {
         self.from.contains(&type_id)
     }
 
+    /// Per type id (up to the largest the rule reads): whether the rule reads it; a lookup
+    /// table for the per-event `from` check.
+    pub fn read_table(&self) -> Vec<bool> {
+        let mut reads = Vec::new();
+        for &t in &self.from {
+            let i = usize::from(t);
+            if reads.len() <= i {
+                reads.resize(i + 1, false);
+            }
+            reads[i] = true;
+        }
+        reads
+    }
+
     /// The partition key of an event the rule reads.
     #[inline]
     pub fn key_of(&self, e: &EventView<'_>) -> PartitionKey {

@@ -37,7 +37,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use crate::event::{EventBatch, EventView};
-use crate::expr::{Bindings, Expr, VarId};
+use crate::expr::{Bindings, CurrentEvent, Expr, VarId};
 use crate::fast::{KeyMap, count_ones};
 use crate::kernel::{KernelSet, Scratch};
 use crate::nfa::{AfterMatch, Contiguity, PatternNode, Quantifier};
@@ -109,24 +109,6 @@ impl Lane {
             type_id: self.type_id[i],
             slots: &self.slots[i * slot_count..(i + 1) * slot_count],
         }
-    }
-}
-
-/// The current event alone (conditions of this class read nothing else).
-struct CurrentOnly<'a>(EventView<'a>);
-
-impl Bindings for CurrentOnly<'_> {
-    fn current(&self) -> EventView<'_> {
-        self.0
-    }
-    fn var_len(&self, _: VarId) -> usize {
-        0
-    }
-    fn var_event(&self, _: VarId, _: usize) -> Option<EventView<'_>> {
-        None
-    }
-    fn prev(&self, _: u32) -> Option<EventView<'_>> {
-        None
     }
 }
 
@@ -253,14 +235,7 @@ impl ShiftAndMatcher {
             .iter()
             .map(|v| rule.nfa.vars[*v as usize].condition.clone())
             .collect();
-        let mut reads = Vec::new();
-        for &t in &rule.from {
-            let i = usize::from(t);
-            if reads.len() <= i {
-                reads.resize(i + 1, false);
-            }
-            reads[i] = true;
-        }
+        let reads = rule.read_table();
         // The sequence's predicates, then "the rule reads the row's type". Single-event
         // conditions always compile; without kernels, batch rows evaluate their predicates one
         // by one, which gives the same words.
@@ -413,7 +388,7 @@ impl ShiftAndMatcher {
         if self.vars.len() < 64 {
             need &= (1u64 << self.vars.len()) - 1;
         }
-        let b = CurrentOnly(e);
+        let b = CurrentEvent(e);
         let mut mask = 0u64;
         while need != 0 {
             let j = need.trailing_zeros() as usize;

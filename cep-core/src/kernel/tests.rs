@@ -187,7 +187,7 @@ fn oracle(e: &Expr, batch: &EventBatch) -> Vec<u64> {
     let mut out = vec![0u64; mask_words(batch.len())];
     for row in 0..batch.len() {
         let ev = batch.event(row);
-        if e.eval(&RowBindings(ev.view())).is_true() {
+        if e.eval(&CurrentEvent(ev.view())).is_true() {
             out[row / 64] |= 1 << (row % 64);
         }
     }
