@@ -1,0 +1,5 @@
+//! Strix GPU kernels: batched model scoring and parameter-sweep backtests on wgpu.
+//!
+//! The GPU is for throughput, never on the microsecond path: every kernel here has a CPU
+//! reference that gives the same results (within a documented tolerance for floating-point
+//! scores, exactly for counts), used when no adapter exists or a batch is too small to pay off.
