@@ -52,6 +52,9 @@ pub use pattern_lang;
 
 pub mod pipeline;
 pub mod replay;
+pub mod scoring;
+pub mod sweep;
+pub mod sweep_kernel;
 
 /// Errors of the embedding API.
 #[derive(Debug, thiserror::Error)]

@@ -34,6 +34,7 @@ pub mod query;
 pub mod reference;
 pub mod rule;
 pub mod schema;
+pub mod scorer;
 pub mod shift_and;
 pub mod signal;
 pub mod symbol;

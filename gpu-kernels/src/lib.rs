@@ -3,3 +3,9 @@
 //! The GPU is for throughput, never on the microsecond path: every kernel here has a CPU
 //! reference that gives the same results (within a documented tolerance for floating-point
 //! scores, exactly for counts), used when no adapter exists or a batch is too small to pay off.
+
+pub mod context;
+pub mod model;
+pub mod score;
+pub mod sweep;
+pub mod test_support;

@@ -1,0 +1,1 @@
+//! The wgpu context: instance, adapter and device, built once per process.

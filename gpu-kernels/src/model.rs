@@ -1,0 +1,1 @@
+//! Scoring models (logistic regression, MLP, tree ensembles): JSON format and CPU reference.

@@ -1,0 +1,1 @@
+//! Batched scorers: GPU, CPU reference and the automatic choice between them.

@@ -1,0 +1,1 @@
+//! Scorer stage: signals of `score using MODEL` rules scored in batches (GPU or CPU).

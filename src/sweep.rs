@@ -1,0 +1,1 @@
+//! Parameter sweeps: one rule template, many parameter vectors, one pass over a tape.
