@@ -524,3 +524,61 @@ fn score_clause_errors() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn the_documented_examples_compile() {
+    // docs/language.md, sections 16.1 and 22.
+    let scores = r#"
+event Trade { account: sym, qty: i64 }
+event Txn { card: sym, amount: f64, v1: f64, v2: f64 }
+param t = 0.9
+
+rule velocity from Trade partition by account pattern t{3} define t as qty > 0 within 1m
+  emit velocity { account, total: sum(t.qty) } score sum(t.qty) / 1000 threshold 2.5
+
+rule fraud from Txn partition by card pattern t define t as Txn
+  emit fraud { card, amount: t.amount, v1: t.v1, v2: t.v2 } score using fraud_lr threshold $t
+"#;
+    let p = ok(scores);
+    assert_eq!(
+        p.rules[0].emit.score.as_ref().and_then(|s| s.threshold),
+        Some(2.5)
+    );
+    assert_eq!(
+        p.rules[1].emit.score.as_ref().and_then(|s| s.threshold),
+        Some(0.9)
+    );
+
+    let params_doc = r#"
+event Order  { id: u64, account: sym, venue: sym, qty: f64 }
+event Cancel { id: u64, account: sym }
+
+param min_qty = 5000
+param burst   = 3
+param window  = 2s
+param z       = 2.5
+param venue   = "XNAS"
+
+rule layering from Order, Cancel partition by account
+  pattern big{$burst,} -> c{$burst,}
+  define big as Order and qty >= $min_qty and venue == $venue, c as Cancel and id in big.id
+  within $window
+  emit layering { account, orders: count(big) } score sum(big.qty) / $min_qty threshold $z
+
+query bursts from Order group by account window sliding $window every 1s
+  having count(*) >= $burst emit burst { account, n: count(*) }
+"#;
+    let p = ok(params_doc);
+    assert_eq!(p.rules[0].nfa.within, Some(2_000_000_000));
+    let names: Vec<String> = params(params_doc)
+        .expect("params")
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names, ["min_qty", "burst", "window", "z", "venue"]);
+    let e = with(params_doc, &[("x", ParamValue::Int(1))]).unwrap_err();
+    assert_eq!(
+        e.message,
+        "unknown parameter `x` in the overrides (declared parameters: $min_qty, $burst, $window, $z, $venue)"
+    );
+}
