@@ -168,3 +168,64 @@ fn overrides_compile_to_the_program_of_the_literals() {
     assert!(!defaults.is_empty());
     assert_eq!(defaults, literal);
 }
+
+mod parse_like {
+    use proptest::prelude::*;
+    use strix::pattern_lang::ParamValue;
+
+    proptest! {
+        #[test]
+        fn integers_round_trip(v in any::<i64>()) {
+            let like = ParamValue::Int(0);
+            prop_assert_eq!(ParamValue::parse_like(&v.to_string(), &like), Ok(ParamValue::Int(v)));
+            // An integer is never accepted as a duration (no unit).
+            prop_assert!(ParamValue::parse_like(&v.to_string(), &ParamValue::Duration(1)).is_err());
+        }
+
+        #[test]
+        fn floats_round_trip(v in any::<f64>().prop_filter("finite", |v| v.is_finite())) {
+            let like = ParamValue::Float(0.0);
+            // Display writes the shortest text that reads back as the same float.
+            let text = ParamValue::Float(v).to_string();
+            prop_assert_eq!(ParamValue::parse_like(&text, &like), Ok(ParamValue::Float(v)));
+        }
+
+        #[test]
+        fn integers_are_accepted_for_floats(v in -1_000_000_000i64..1_000_000_000) {
+            prop_assert_eq!(
+                ParamValue::parse_like(&v.to_string(), &ParamValue::Float(1.0)),
+                Ok(ParamValue::Float(v as f64))
+            );
+        }
+
+        #[test]
+        fn durations_round_trip(n in 0i64..100_000, unit in 0usize..7) {
+            let (name, len) = [
+                ("ns", 1i64), ("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000),
+                ("m", 60_000_000_000), ("h", 3_600_000_000_000), ("d", 86_400_000_000_000),
+            ][unit];
+            let like = ParamValue::Duration(1);
+            let want = ParamValue::Duration(n * len);
+            prop_assert_eq!(ParamValue::parse_like(&format!("{n}{name}"), &like), Ok(want.clone()));
+            // Display picks the largest unit and reads back the same.
+            prop_assert_eq!(ParamValue::parse_like(&want.to_string(), &like), Ok(want));
+        }
+
+        #[test]
+        fn strings_are_taken_as_written(s in "[ -~]{0,20}") {
+            prop_assert_eq!(
+                ParamValue::parse_like(&s, &ParamValue::Str(String::new())),
+                Ok(ParamValue::Str(s.clone()))
+            );
+        }
+
+        #[test]
+        fn garbage_is_an_error_never_a_panic(s in "\\PC{0,12}") {
+            for like in [ParamValue::Int(0), ParamValue::Float(0.0), ParamValue::Duration(0)] {
+                if let Err(e) = ParamValue::parse_like(&s, &like) {
+                    prop_assert!(e.contains(&s));
+                }
+            }
+        }
+    }
+}

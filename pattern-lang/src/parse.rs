@@ -2376,6 +2376,21 @@ mod tests {
             "rule r pattern a define a as \"x\\",
             "\r\n\r",
             "rule\u{0}",
+            "$",
+            "$$x",
+            "$é",
+            "param",
+            "param x",
+            "param x =",
+            "param x = -",
+            "param x = - 5m",
+            "param x = $x",
+            "param x = 1 param x = 2",
+            "rule r pattern a{$",
+            "rule r pattern a emit s { } score",
+            "rule r pattern a emit s { } score using",
+            "rule r pattern a emit s { } score 1 threshold",
+            "rule r pattern a emit s { } score 1 threshold -",
             "#",
             "//",
             "/",
@@ -2392,5 +2407,134 @@ mod tests {
         assert_eq!(suggest("define", CLAUSE_KEYWORDS), None);
         assert_eq!(suggest("a", CLAUSE_KEYWORDS), None);
         assert_eq!(suggest("zzzzzz", CLAUSE_KEYWORDS), None);
+    }
+
+    fn with_params(src: &str, overrides: &[(&str, ParamValue)]) -> File {
+        let o = overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        parse_file_with_params(src, &o).unwrap_or_else(|e| panic!("{}", e.render("t.cep", src)))
+    }
+
+    #[test]
+    fn param_items_and_references() {
+        let src = "param n = 2 param w = 3s\nrule r pattern a{$n,} b{1,$n}? define a as x > $n, b as y < -$n within $w";
+        let file = with_params(src, &[]);
+        let Some(Item::Param(p)) = file.items.first() else {
+            panic!("{:?}", file.items);
+        };
+        assert_eq!(
+            (p.name.name.as_str(), &p.default),
+            ("n", &ParamValue::Int(2))
+        );
+        assert_eq!(text(src, p.span), "param n = 2");
+        let Some(Item::Rule(r)) = file.items.get(2) else {
+            panic!("{:?}", file.items);
+        };
+        let q: Vec<_> = r.pattern.alternatives[0]
+            .elements
+            .iter()
+            .map(|e| (e.quantifier.min, e.quantifier.max, e.quantifier.greedy))
+            .collect();
+        assert_eq!(q, [(2, None, true), (1, Some(2), false)]);
+        assert_eq!(show(&r.defines[0].cond), "(x > 2)");
+        assert_eq!(show(&r.defines[1].cond), "(y < (-2))");
+        // A substituted literal spans its reference.
+        let ExprKind::Binary { rhs, .. } = &r.defines[0].cond.kind else {
+            panic!();
+        };
+        assert_eq!(text(src, rhs.span), "$n");
+        assert_eq!(
+            r.within.map(|(ns, sp)| (ns, text(src, sp))),
+            Some((3_000_000_000, "$w"))
+        );
+
+        // Overrides, and negative values as the parser reads a written `-`.
+        let src = "param n = 2 param w = 3s\nrule r pattern a define a as x > $n within $w";
+        let file = with_params(
+            src,
+            &[("n", ParamValue::Int(-4)), ("w", ParamValue::Duration(5))],
+        );
+        let Some(Item::Rule(r)) = file.items.get(2) else {
+            panic!();
+        };
+        assert_eq!(show(&r.defines[0].cond), "(x > (-4))");
+        assert_eq!(r.within.map(|(ns, _)| ns), Some(5));
+        for (v, want) in [
+            (ParamValue::Float(-0.5), "(-0.5)"),
+            (ParamValue::Float(2.0), "2.0"),
+            (ParamValue::Duration(1_000), "1000ns"),
+            (ParamValue::Str("XNAS".into()), "\"XNAS\""),
+            (ParamValue::Int(i64::MIN), "(-9223372036854775808)"),
+        ] {
+            let e = param_expr(&v, Span::new(0, 2));
+            assert_eq!(show(&e), want);
+        }
+    }
+
+    #[test]
+    fn windows_take_duration_params() {
+        let src = "param d = 5m\nparam s = 1m\nquery q from T window sliding $d every $s emit o { n: count(*) }";
+        let file = with_params(src, &[]);
+        let Some(Item::Query(q)) = file.items.get(2) else {
+            panic!("{:?}", file.items);
+        };
+        let WindowKind::Sliding { size, every } = q.window.kind else {
+            panic!("{:?}", q.window);
+        };
+        assert_eq!((size.ns, every.ns), (300_000_000_000, 60_000_000_000));
+        assert_eq!((text(src, size.span), text(src, every.span)), ("$d", "$s"));
+    }
+
+    #[test]
+    fn score_clauses() {
+        let src = "rule r pattern a emit s { score: a.x } score a.x * 2 threshold 0.5 within 1s";
+        let r = rule(src);
+        let score = r
+            .emit
+            .as_ref()
+            .and_then(|e| e.score.as_ref())
+            .expect("score");
+        let ScoreSource::Expr(e) = &score.source else {
+            panic!("{score:?}");
+        };
+        assert_eq!(show(e), "(a.x * 2)");
+        assert_eq!(
+            score.threshold.map(|(t, sp)| (t, text(src, sp))),
+            Some((0.5, "0.5"))
+        );
+        assert_eq!(text(src, score.span), "score a.x * 2 threshold 0.5");
+        assert_eq!(r.within.map(|(ns, _)| ns), Some(1_000_000_000));
+
+        let src = "rule r pattern a\nemit s { } score using m1 threshold -2";
+        let score = rule(src).emit.and_then(|e| e.score).expect("score");
+        assert_eq!(
+            score.source,
+            ScoreSource::Model {
+                name: "m1".into(),
+                is_path: false,
+                span: Span::new(40, 42),
+                line_col: (2, 24),
+            }
+        );
+        assert_eq!(
+            score.threshold.map(|(t, sp)| (t, text(src, sp))),
+            Some((-2.0, "-2"))
+        );
+        let src = r#"rule r pattern a emit s { } score using "m/x.json""#;
+        let score = rule(src).emit.and_then(|e| e.score).expect("score");
+        let ScoreSource::Model { name, is_path, .. } = score.source else {
+            panic!();
+        };
+        assert_eq!((name.as_str(), is_path), ("m/x.json", true));
+        assert!(score.threshold.is_none());
+        // No score clause: `score` is only a clause right after the emit block.
+        assert!(
+            rule("rule r pattern a emit s { score: 1 }")
+                .emit
+                .and_then(|e| e.score)
+                .is_none()
+        );
     }
 }
