@@ -201,13 +201,22 @@ fn declarations_are_listed_in_source_order() {
     );
 }
 
+/// (what, source, overrides, message fragment, `line:col`)
+type ErrorCase<'a> = (
+    &'a str,
+    String,
+    Vec<(&'a str, ParamValue)>,
+    &'a str,
+    &'a str,
+);
+
 #[test]
 fn parameter_errors_point_at_the_reference() {
     let rule = |body: &str| {
         format!("{EVENTS}param n = 3\nparam w = 2s\nparam s = \"x\"\nparam z = 0.5\n{body}")
     };
     // (what, rule body (line 6), overrides, message fragment, line:col)
-    let cases: Vec<(&str, String, Vec<(&str, ParamValue)>, &str, &str)> = vec![
+    let cases: Vec<ErrorCase> = vec![
         (
             "unknown name with a suggestion",
             rule("rule r pattern a define a as qty > $nn"),
