@@ -3,7 +3,8 @@
 //! Produced by [`crate::parse::parse_file`]; consumed by the lowering stage, which resolves names
 //! against event schemas and checks types. Nothing here is resolved or type checked: an event type
 //! such as `f64` or `venue` is kept as an [`Ident`], and a condition such as `qty >= 10` refers to
-//! `qty` only by name.
+//! `qty` only by name. Parameter references (`$NAME`) are the exception: the parser has already
+//! replaced each with its parameter's value, so the tree holds literals there.
 //!
 //! Every node carries a [`Span`] of byte offsets into the source so that later stages can point
 //! carets at exactly the offending text (an [`Ident`]'s span covers exactly the identifier).

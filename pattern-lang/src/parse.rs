@@ -120,7 +120,7 @@ pub fn parse_file(source: &str) -> Result<File, Diagnostic> {
 /// [`crate::compile_with_params`]): every `$NAME` is replaced by its value while parsing.
 ///
 /// The `param` declarations are read first (they may come after their uses), then the overrides
-/// are checked against them (see [`crate::params`]), then the file is parsed with each reference
+/// are checked against them (see [`mod@crate::params`]), then the file is parsed with each reference
 /// replaced by its value, so the tree holds no parameter references.
 pub fn parse_file_with_params(
     source: &str,
