@@ -5,7 +5,7 @@
 //! renders rustc-style (`file:line:col` and a caret line). The next stage, lowering, resolves the
 //! tree's names against the declared event schemas and builds the typed program.
 //!
-//! Parameters (`param NAME = LITERAL`, used as `$NAME`) are substituted while parsing: [`params`]
+//! Parameters (`param NAME = LITERAL`, used as `$NAME`) are substituted while parsing: [`params()`]
 //! lists a file's declarations, and [`compile_with_params`] compiles it with some of them set to
 //! other values ([`ParamValue::parse_like`] reads such a value from command-line text).
 //!
