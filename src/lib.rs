@@ -158,23 +158,30 @@ impl Signal<'_> {
         )
     }
 
-    /// The JSON Lines object: `{"rule","signal","ts","key","seq","fields","id"}`. For rules over a
-    /// query's output, `seq` lists derived-event numbers (see [`Engine::derived_events`]).
+    /// The JSON Lines object: `{"rule","signal","ts","key","seq","fields","id"}`, with
+    /// `"score"` after `"fields"` when the signal has a score (`null` if it is not finite). For
+    /// rules over a query's output, `seq` lists derived-event numbers (see
+    /// [`Engine::derived_events`]).
     pub fn to_json(&self) -> serde_json::Value {
         let spec = self.spec();
         let mut fields = serde_json::Map::new();
         for (f, v) in spec.fields.iter().zip(&self.raw.fields) {
             fields.insert(f.name.clone(), self.engine.render_value(*v, f.ty));
         }
-        json!({
-            "rule": self.rule(),
-            "signal": spec.signal,
-            "ts": self.raw.ts,
-            "key": self.key(),
-            "seq": self.raw.seq,
-            "fields": fields,
-            "id": self.id(),
-        })
+        let mut out = serde_json::Map::new();
+        out.insert("rule".into(), json!(self.rule()));
+        out.insert("signal".into(), json!(spec.signal));
+        out.insert("ts".into(), json!(self.raw.ts));
+        out.insert("key".into(), json!(self.key()));
+        out.insert("seq".into(), json!(self.raw.seq));
+        out.insert("fields".into(), serde_json::Value::Object(fields));
+        if let Some(score) = self.raw.score {
+            // `from_f64` is `None` for NaN and infinities, which JSON cannot hold.
+            let v = serde_json::Number::from_f64(score).map_or(serde_json::Value::Null, Into::into);
+            out.insert("score".into(), v);
+        }
+        out.insert("id".into(), json!(self.id()));
+        serde_json::Value::Object(out)
     }
 }
 
@@ -1499,6 +1506,7 @@ event Baz { n: i64 }
                     ty: None,
                 },
             ],
+            score: None,
         });
         let ev = e
             .event("Order", 5, &[("k", FieldValue::Str("acct7"))])
@@ -1520,5 +1528,30 @@ event Baz { n: i64 }
         assert_eq!(j["rule"], "r");
         assert_eq!(j["key"], "acct7");
         assert_eq!(j["fields"], json!({"who": "acct7", "paid": null}));
+        assert!(j.get("score").is_none());
+        let keys: Vec<&str> = j
+            .as_object()
+            .map_or(Vec::new(), |o| o.keys().map(String::as_str).collect());
+        assert_eq!(keys, ["rule", "signal", "ts", "key", "seq", "fields", "id"]);
+        for (score, want) in [
+            (2.5, json!(2.5)),
+            (f64::NAN, json!(null)),
+            (f64::INFINITY, json!(null)),
+        ] {
+            raw.score = Some(score);
+            let sig = Signal {
+                engine: &e,
+                raw: &raw,
+                step: 0,
+            };
+            let j = sig.to_json();
+            assert_eq!(j["score"], want);
+            let text = j.to_string();
+            let at = |k: &str| text.find(&format!("\"{k}\":")).unwrap_or(usize::MAX);
+            assert!(
+                at("fields") < at("score") && at("score") < at("id"),
+                "{text}"
+            );
+        }
     }
 }

@@ -16,6 +16,7 @@
 //! # optional:
 //! fields = '{"v": 1}'                   # emitted fields of the first signal (JSON)
 //! signals = ["r", "r_timeout"]          # signal names in emission order
+//! scores = '[1.5, null]'                # every signal's `score` in emission order (JSON; null: none)
 //! max_delay = "2s"                      # bounded out-of-orderness; also "A=1s, B=2s"
 //! lateness = "1s"                       # allowed lateness
 //! late = [3]                            # seqs of the events that must come out late (default none)
@@ -69,6 +70,8 @@ struct Case {
     fields: Option<String>,
     /// Optional expected signal names in emission order.
     signals: Option<Vec<String>>,
+    /// Optional expected scores of every signal in emission order, as a JSON array string.
+    scores: Option<String>,
     /// Bounded out-of-orderness: `DUR` or `TYPE=DUR, ...` (comma separated).
     max_delay: Option<String>,
     /// Allowed lateness.
@@ -88,6 +91,8 @@ struct Case {
 struct Outcome {
     matches: Vec<Vec<u64>>,
     names: Vec<String>,
+    /// Every signal's score as rendered in its JSON object (`null` when it has none).
+    scores: Vec<serde_json::Value>,
     first_fields: Option<serde_json::Value>,
     late: Vec<u64>,
     duplicates: u64,
@@ -226,6 +231,8 @@ fn run_case(decls: &str, case: &Case, mode: Mode) -> Result<Outcome> {
     let mut record = |s: Signal<'_>| {
         out.matches.push(s.raw.seq.clone());
         out.names.push(s.signal().to_string());
+        out.scores
+            .push(s.to_json().get("score").cloned().unwrap_or_default());
         out.first_fields
             .get_or_insert_with(|| s.to_json()["fields"].clone());
     };
@@ -314,6 +321,15 @@ fn semantic_corpus() -> Result<()> {
                                 "{file_name} ({mode:?}): {}\n  expected signals {want:?}\n  got              {:?}",
                                 case.name, got.names
                             ));
+                        }
+                        if let Some(want) = &case.scores {
+                            let want: Vec<serde_json::Value> = serde_json::from_str(want)?;
+                            if want != got.scores {
+                                failures.push(format!(
+                                    "{file_name} ({mode:?}): {}\n  expected scores {want:?}\n  got             {:?}",
+                                    case.name, got.scores
+                                ));
+                            }
                         }
                         let want_late = case.late.clone().unwrap_or_default();
                         if want_late != got.late {

@@ -5,6 +5,10 @@
 //! renders rustc-style (`file:line:col` and a caret line). The next stage, lowering, resolves the
 //! tree's names against the declared event schemas and builds the typed program.
 //!
+//! Parameters (`param NAME = LITERAL`, used as `$NAME`) are substituted while parsing: [`params()`]
+//! lists a file's declarations, and [`compile_with_params`] compiles it with some of them set to
+//! other values ([`ParamValue::parse_like`] reads such a value from command-line text).
+//!
 //! ```
 //! use pattern_lang::{Diagnostic, parse_file};
 //!
@@ -21,8 +25,10 @@
 pub mod ast;
 pub mod diag;
 pub mod lower;
+pub mod params;
 pub mod parse;
 
 pub use diag::{Diagnostic, Span};
-pub use lower::{compile, lower_file};
-pub use parse::parse_file;
+pub use lower::{compile, compile_with_params, lower_file};
+pub use params::{ParamDecl, ParamValue};
+pub use parse::{params, parse_file, parse_file_with_params};
