@@ -364,7 +364,7 @@ fn to_f32(v: &Value, path: &str, origin: &str) -> Result<f32, ModelError> {
         return Err(invalid(
             origin,
             path,
-            format!("{x} is out of range for f32"),
+            format!("{x:e} is out of range for f32"),
         ));
     }
     Ok(y)
