@@ -1320,14 +1320,14 @@ impl Model {
                     ));
                 }
             }
-            if let Some(st) = t.opt("split_type").and_then(Value::as_array) {
-                if let Some(i) = st.iter().position(|v| v.as_i64() != Some(0)) {
-                    return Err(invalid(
-                        origin,
-                        format!("{}[{i}]", t.sub("split_type")),
-                        "categorical splits are not supported",
-                    ));
-                }
+            if let Some(st) = t.opt("split_type").and_then(Value::as_array)
+                && let Some(i) = st.iter().position(|v| v.as_i64() != Some(0))
+            {
+                return Err(invalid(
+                    origin,
+                    format!("{}[{i}]", t.sub("split_type")),
+                    "categorical splits are not supported",
+                ));
             }
             let mut nodes = Vec::with_capacity(count);
             for i in 0..count {

@@ -39,9 +39,12 @@ pub const WORKGROUP_ROWS: usize = 64;
 pub const MLP_MAX_WIDTH: usize = 128;
 
 /// Default `min_gpu_batch` for [`AutoScorer`]: below this many rows a batch is scored on the
-/// CPU, because upload, dispatch and read-back cost more than scoring it there (see
-/// `docs/models.md` for the measurements behind it).
-pub const DEFAULT_MIN_GPU_BATCH: usize = 16_384;
+/// CPU. A GPU batch pays a fixed upload/dispatch/read-back round trip (0.35 ms measured on a
+/// software driver, typically 0.05–0.2 ms on a discrete GPU); the cheapest model (30-feature
+/// logistic) costs the CPU about 65 ns per row, so below a few thousand rows the CPU always
+/// wins. MLPs and tree ensembles break even much earlier; pass a smaller value for them.
+/// See `docs/models.md` for the measurements.
+pub const DEFAULT_MIN_GPU_BATCH: usize = 4096;
 
 /// The documented GPU/CPU agreement: `|gpu − cpu| ≤ 1e-5 + 1e-5·|cpu|` (NaN matches NaN).
 pub fn within_tolerance(gpu: f32, cpu: f32) -> bool {
@@ -523,16 +526,16 @@ impl Scorer for AutoScorer {
         let n = check_batch(self.feature_count(), rows, out)?;
         let forced = self.device == ScoreDevice::Gpu;
         let mut on_gpu = false;
-        if let Some(gpu) = self.gpu.as_mut() {
-            if forced || n >= self.min_gpu_batch {
-                match gpu.try_score(rows, out) {
-                    Ok(()) => on_gpu = true,
-                    Err(e) if forced => return Err(ScoreError::new(e.to_string())),
-                    Err(e) => {
-                        // Auto: a failing device is dropped, the batch rescored on the CPU.
-                        self.fallback = Some(e.to_string());
-                        self.gpu = None;
-                    }
+        if let Some(gpu) = self.gpu.as_mut()
+            && (forced || n >= self.min_gpu_batch)
+        {
+            match gpu.try_score(rows, out) {
+                Ok(()) => on_gpu = true,
+                Err(e) if forced => return Err(ScoreError::new(e.to_string())),
+                Err(e) => {
+                    // Auto: a failing device is dropped, the batch rescored on the CPU.
+                    self.fallback = Some(e.to_string());
+                    self.gpu = None;
                 }
             }
         }

@@ -184,7 +184,7 @@ pub fn rows_for(model: &Model, rows: usize, seed: u64, nans: bool) -> Vec<f32> {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let u = (s >> 40) as f32 / (1u64 << 24) as f32;
-            if nans && (s >> 20) % 17 == 0 {
+            if nans && (s >> 20).is_multiple_of(17) {
                 f32::NAN
             } else {
                 u * 6.0 - 3.0
