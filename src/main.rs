@@ -193,9 +193,30 @@ struct ImportArgs {
     /// CSV: unit of the time column (ns, us, ms, s).
     #[arg(long, default_value = "ns")]
     time_unit: String,
+    /// CSV: added to every event time: ns since the UNIX epoch, or a UTC date YYYY-MM-DD or
+    /// YYYY-MM-DDTHH:MM:SS (for time columns that count from a start of their own).
+    #[arg(long, value_name = "NS|DATE", allow_hyphen_values = true)]
+    time_base: Option<String>,
+    /// CSV: write the rows in time order (stable: equal times keep file order). Without it rows
+    /// keep file order and an unsorted file needs `strix replay --max-delay`.
+    #[arg(long)]
+    sort_by_time: bool,
     /// CSV: integer column with the ground-truth label class (0 = none).
     #[arg(long)]
     label_field: Option<String>,
+    /// CSV: names of the label classes 0, 1, 2, ... (default `none,positive`). A rule is scored
+    /// against the class named like its signal (e.g. `none,fraud` for `emit fraud`).
+    #[arg(
+        long,
+        value_name = "NAMES",
+        value_delimiter = ',',
+        requires = "label_field"
+    )]
+    label_names: Vec<String>,
+    /// CSV: injected instances of labelled rows: `row` makes each labelled row an instance of
+    /// its own (recall = share of labelled rows found), `shared` puts all in instance 0.
+    #[arg(long, value_enum, default_value_t = LabelInstancesArg::Row)]
+    label_instances: LabelInstancesArg,
     /// LOBSTER: ticker symbol of the file.
     #[arg(long)]
     symbol: Option<String>,
@@ -207,6 +228,14 @@ struct ImportArgs {
     /// Output tape.
     #[arg(long, short)]
     out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LabelInstancesArg {
+    /// Each labelled row is an instance of its own.
+    Row,
+    /// Every labelled row is instance 0 (one instance per class).
+    Shared,
 }
 
 #[derive(Debug, Subcommand)]
@@ -756,10 +785,31 @@ fn import(args: &ImportArgs) -> Result<()> {
                 time_unit: unit,
                 label_field: args.label_field.clone(),
             };
-            let labels: Vec<String> = if args.label_field.is_some() {
-                vec!["none".into(), "positive".into()]
+            let labels: Vec<String> = if args.label_names.is_empty() {
+                if args.label_field.is_some() {
+                    vec!["none".into(), "positive".into()]
+                } else {
+                    vec!["none".into()]
+                }
             } else {
-                vec!["none".into()]
+                if args.label_names.len() < 2 || args.label_names.iter().any(|n| n.is_empty()) {
+                    bail!(
+                        "--label-names names classes 0, 1, ...: give at least two non-empty names (e.g. none,fraud)"
+                    );
+                }
+                args.label_names.clone()
+            };
+            let rows = feeds::csv_import::CsvRowOptions {
+                time_base_ns: match &args.time_base {
+                    Some(b) => feeds::csv_import::parse_time_base(b)
+                        .map_err(|e| anyhow::anyhow!("--time-base: {e}"))?,
+                    None => 0,
+                },
+                sort_by_time: args.sort_by_time,
+                instances: match args.label_instances {
+                    LabelInstancesArg::Row => feeds::csv_import::LabelInstances::PerRow,
+                    LabelInstancesArg::Shared => feeds::csv_import::LabelInstances::Shared,
+                },
             };
             let mut w = TapeWriter::create(
                 &args.out,
@@ -767,11 +817,12 @@ fn import(args: &ImportArgs) -> Result<()> {
                 &labels,
                 &format!("csv {}", args.input.display()),
             )?;
-            let stats = feeds::csv_import::import_csv(
+            let stats = feeds::csv_import::import_csv_rows(
                 &args.input,
                 &catalog,
                 type_name,
                 &opts,
+                &rows,
                 &mut w,
                 &mut symbols,
             )?;
