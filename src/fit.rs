@@ -21,6 +21,7 @@ use std::path::PathBuf;
 
 use cep_core::schema::FieldType;
 use feeds::tape::{TapeError, TapeReader};
+use gpu_kernels::model::{Model, ModelKind, Standardize};
 
 /// Errors fitting a model.
 #[derive(Debug, thiserror::Error)]
@@ -313,6 +314,24 @@ impl LogisticFit {
             z += w * v;
         }
         z
+    }
+
+    /// The model document: weights, bias and standardisation rounded to `f32` (scorers compute
+    /// in `f32`; the difference from the `f64` fit is far below any useful threshold step).
+    pub fn to_model(&self, name: &str) -> Model {
+        let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        Model {
+            name: name.to_string(),
+            features: self.features.clone(),
+            kind: ModelKind::Logistic {
+                weights: f32s(&self.weights),
+                bias: self.bias as f32,
+                standardize: self.standardize.as_ref().map(|(mean, scale)| Standardize {
+                    mean: f32s(mean),
+                    std: f32s(scale),
+                }),
+            },
+        }
     }
 
     /// The probability of class 1 for raw features `x`.
