@@ -210,7 +210,7 @@ enum MatcherArg {
 #[derive(Debug, Subcommand)]
 enum TapeCommand {
     /// Import CSV or LOBSTER message files into a tape.
-    Import(ImportArgs),
+    Import(Box<ImportArgs>),
     /// Print a tape's header: schemas, event count, counts per type, time span.
     Info {
         /// Tape.

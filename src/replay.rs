@@ -66,10 +66,16 @@ pub enum ReplayError {
     LateOutput(std::io::Error),
     /// A model of a `score using` rule cannot be loaded or run, or a signal cannot be scored.
     #[error(transparent)]
-    Scoring(#[from] ScoringError),
+    Scoring(Box<ScoringError>),
     /// A pipeline thread panicked (a bug) or the pipeline stopped early.
     #[error("replay pipeline: {0}")]
     Pipeline(String),
+}
+
+impl From<ScoringError> for ReplayError {
+    fn from(e: ScoringError) -> Self {
+        Self::Scoring(Box::new(e))
+    }
 }
 
 impl ReplayError {

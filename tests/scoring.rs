@@ -56,7 +56,7 @@ fn dir() -> PathBuf {
 fn event(i: usize) -> (f64, i64, bool, &'static str) {
     let x = ((i * 37) % 90) as f64 / 20.0 - 2.0;
     let n = (i * 7 % 20) as i64 - 10;
-    (x, n, i % 3 == 0, ["a", "b", "c", "d"][i % 4])
+    (x, n, i.is_multiple_of(3), ["a", "b", "c", "d"][i % 4])
 }
 
 /// The hand-computed score of event `i`.
