@@ -12,17 +12,20 @@
 //! variants and string literals (interned into the caller's [`SymbolTable`]). Every error is a
 //! [`Diagnostic`] pointing at the offending text.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use cep_core::expr::{AggFunc, CmpOp, Expr, FieldAccess, Pick, VarId};
 use cep_core::nfa::{self, Builder};
-use cep_core::rule::{EmitField, EmitSpec, MAX_KEY_FIELDS, Program, Rule};
+use cep_core::rule::{
+    EmitField, EmitSpec, MAX_KEY_FIELDS, ModelRef, Program, Rule, ScoreSource, ScoreSpec,
+};
 use cep_core::schema::{Catalog, EnumId, FieldType, TypeId};
 use cep_core::symbol::SymbolTable;
 use cep_core::value::{ArithOp, Value};
 
 use crate::ast::{self, BinaryOp, ExprKind, InRhs, Item, UnaryOp};
 use crate::diag::{Diagnostic, Span};
+use crate::params::ParamValue;
 
 mod query;
 
@@ -31,12 +34,27 @@ mod query;
 /// With `stream` = `None` the file's own `event`/`enum` declarations form the catalog. With a
 /// stream catalog (e.g. a tape's), every declared type must exist there with the declared fields
 /// and types; rules are then compiled against the stream's type ids and slots.
+/// Parameters take their declared defaults (see [`compile_with_params`]).
 pub fn compile(
     source: &str,
     stream: Option<&Catalog>,
     symbols: &mut SymbolTable,
 ) -> Result<Program, Diagnostic> {
-    let file = crate::parse_file(source)?;
+    compile_with_params(source, stream, symbols, &BTreeMap::new())
+}
+
+/// Parses and lowers `source` (see [`compile`]) with some parameters set: each `$NAME` stands
+/// for its override when `overrides` has one, else for the default of its `param` declaration.
+/// The program is the one compiled from the source with each value written in place of its
+/// references. An override must name a declared parameter and have its kind (an integer is
+/// accepted for a float).
+pub fn compile_with_params(
+    source: &str,
+    stream: Option<&Catalog>,
+    symbols: &mut SymbolTable,
+    overrides: &BTreeMap<String, ParamValue>,
+) -> Result<Program, Diagnostic> {
+    let file = crate::parse::parse_file_with_params(source, overrides)?;
     lower_file(&file, stream, symbols)
 }
 
@@ -208,7 +226,7 @@ fn check_compatible(
                     }
                 }
             }
-            Item::Rule(_) | Item::Query(_) => {}
+            Item::Rule(_) | Item::Query(_) | Item::Param(_) => {}
         }
     }
     Ok(())
@@ -491,6 +509,7 @@ fn lower_rule(
         None => EmitSpec {
             signal: r.name.name.clone(),
             fields: Vec::new(),
+            score: None,
         },
         Some(em) => lower_emit(&ctx, em, symbols)?,
     };
@@ -549,6 +568,55 @@ fn lower_emit(
     Ok(EmitSpec {
         signal: em.signal.name.clone(),
         fields,
+        score: em
+            .score
+            .as_ref()
+            .map(|s| lower_score(ctx, s, symbols))
+            .transpose()?,
+    })
+}
+
+/// Lowers a score clause: an expression must be numeric (it is evaluated like an emit field); a
+/// model reference is kept for the scorer stage, which resolves and checks it.
+fn lower_score(
+    ctx: &RuleCtx<'_>,
+    score: &ast::Score,
+    symbols: &mut SymbolTable,
+) -> Result<ScoreSpec, Diagnostic> {
+    let source = match &score.source {
+        ast::ScoreSource::Expr(e) => {
+            let ec = ExprCtx {
+                place: Place::Emit,
+                current: &ctx.from,
+                agg_var: None,
+            };
+            let (expr, ty) = lower_expr(ctx, &ec, e, symbols)?;
+            if !ty.numeric() {
+                return Err(Diagnostic::new(
+                    format!(
+                        "a score must be a number, but this is {}",
+                        ty.describe(ctx.catalog)
+                    ),
+                    e.span,
+                ));
+            }
+            ScoreSource::Expr(expr)
+        }
+        ast::ScoreSource::Model {
+            name,
+            is_path,
+            line_col: (line, col),
+            ..
+        } => ScoreSource::Model(ModelRef {
+            name: name.clone(),
+            is_path: *is_path,
+            line: *line,
+            col: *col,
+        }),
+    };
+    Ok(ScoreSpec {
+        source,
+        threshold: score.threshold.map(|(t, _)| t),
     })
 }
 
