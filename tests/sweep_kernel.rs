@@ -228,6 +228,12 @@ fn check_chain(case: &ChainCase, totals: &Cell<[u64; 3]>) -> Result<(), TestCase
             t[2] + want.instances_found,
         ]);
     }
+    if let Some(ctx) = gpu_kernels::test_support::context_or_skip("sweep chain gpu == cpu") {
+        let gpu = plan
+            .run(&events, SweepDevice::Gpu(ctx))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(gpu, got, "GPU against CPU: {}", &bodies[0]);
+    }
     Ok(())
 }
 

@@ -309,9 +309,7 @@ impl WindowPlan {
         };
         let counts = match device {
             SweepDevice::Cpu => window_cpu(&tape, &variants),
-            SweepDevice::Gpu(ctx) => {
-                gpu_kernels::sweep::window_gpu(ctx, &tape, &variants).map_err(SweepError::Gpu)?
-            }
+            SweepDevice::Gpu(ctx) => gpu_kernels::sweep::window_gpu(ctx, &tape, &variants)?,
         };
         Ok(counts
             .into_iter()
