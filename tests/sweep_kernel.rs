@@ -252,3 +252,177 @@ fn strict_chains_equal_the_engine_per_variant() {
         "{signals} {tp} {found}"
     );
 }
+
+/// A count-threshold query template's variants: (where form, t, size s, slide s, n, `>`?).
+#[derive(Debug, Clone)]
+struct QueryCase {
+    variants: Vec<(usize, i64, i64, i64, i64, bool)>,
+    grouped: bool,
+    rows: Vec<(u16, i64, i64, u8, i64, u16, u32)>,
+}
+
+const WHERES: [&str; 3] = ["", "where v >= $t", "where A and x > 0.25"];
+
+fn passes(form: usize, t: i64, row: &(u16, i64, i64, u8, i64, u16, u32)) -> bool {
+    match form {
+        0 => true,
+        1 => row.2 >= t,
+        _ => row.0 == 0 && f64::from(row.3) / 4.0 > 0.25,
+    }
+}
+
+impl QueryCase {
+    fn body(&self, v: usize) -> String {
+        let (form, t, size, slide, n, gt) = self.variants[v];
+        let window = if size == slide {
+            format!("tumbling {size}s")
+        } else {
+            format!("sliding {size}s every {slide}s")
+        };
+        format!(
+            "query q from A, B {} {} window {window} having count(*) {} {n} emit hit {{ n: count(*) }}\n",
+            WHERES[form].replace("$t", &t.to_string()),
+            if self.grouped { "group by k" } else { "" },
+            if gt { ">" } else { ">=" },
+        )
+    }
+
+    /// Derived events, true positives and instances found, computed directly from §21.2.
+    fn direct(&self, v: usize, events: &DeliveredEvents) -> (VariantCounts, u64) {
+        use std::collections::{BTreeMap, BTreeSet};
+        let (form, t, size, slide, n, gt) = self.variants[v];
+        let (size, slide) = (size * 1_000_000_000, slide * 1_000_000_000);
+        let mut windows: BTreeMap<(i64, i64), (i64, bool, BTreeSet<u32>)> = BTreeMap::new();
+        for (i, row) in self.rows.iter().enumerate() {
+            if row.0 > 1 || !passes(form, t, row) {
+                continue;
+            }
+            let ts = events.batch.ts()[i];
+            let key = if self.grouped { row.1 } else { 0 };
+            let mut end = ts.div_euclid(slide) * slide + slide;
+            while end - size <= ts {
+                let w = windows.entry((key, end)).or_default();
+                w.0 += 1;
+                if row.5 == 1 {
+                    w.1 = true;
+                    w.2.insert(row.6);
+                }
+                end += slide;
+            }
+        }
+        let thr = if gt { n + 1 } else { n };
+        let mut c = VariantCounts::default();
+        let mut found = BTreeSet::new();
+        for w in windows.values().filter(|w| w.0 >= thr) {
+            c.signals += 1;
+            if w.1 {
+                c.true_positives += 1;
+                found.extend(w.2.iter().copied());
+            }
+        }
+        c.instances_found = found.len() as u64;
+        (c, c.signals)
+    }
+}
+
+/// Derived events of query 0 by the engine.
+fn engine_derived(body: &str, events: &DeliveredEvents) -> u64 {
+    let src = format!("{DECLS}{body}");
+    let mut engine = Engine::build(
+        "test.cep",
+        &src,
+        None,
+        SymbolTable::new(),
+        EngineConfig::default(),
+    )
+    .expect("compiles");
+    engine.push_batch(&events.batch, |_| {}, |_| {});
+    engine.finish(|_| {});
+    engine.query_stats()[0].emitted
+}
+
+fn arb_query_case() -> impl Strategy<Value = QueryCase> {
+    (
+        vec(
+            (
+                0..3usize,
+                0..4i64,
+                1..4i64,
+                1..=3i64,
+                0..5i64,
+                any::<bool>(),
+            ),
+            1..=6,
+        ),
+        any::<bool>(),
+        vec(
+            (
+                0..3u16,
+                0..3i64,
+                0..4i64,
+                0..4u8,
+                prop_oneof![Just(0i64), 1..2_500_000_000i64],
+                prop_oneof![4 => Just(0u16), 2 => Just(1u16), 1 => Just(2u16)],
+                0..6u32,
+            ),
+            0..150,
+        ),
+    )
+        .prop_map(|(variants, grouped, rows)| QueryCase {
+            // Sliding sizes are whole multiples of the slide.
+            variants: variants
+                .into_iter()
+                .map(|(f, t, m, s, n, gt)| (f, t, m * s, s, n, gt))
+                .collect(),
+            grouped,
+            rows,
+        })
+}
+
+fn check_query(case: &QueryCase, totals: &Cell<[u64; 3]>) -> Result<(), TestCaseError> {
+    let events = tape(&case.rows);
+    let bodies: Vec<String> = (0..case.variants.len()).map(|v| case.body(v)).collect();
+    let variants: Vec<Variant> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| variant(i, b))
+        .collect();
+    let plan = plan(Target::Query(0), &variants)
+        .map_err(|e| TestCaseError::fail(format!("{e}: {}", bodies[0])))?;
+    let got = plan
+        .run(&events, SweepDevice::Cpu)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    for (i, b) in bodies.iter().enumerate() {
+        let (want, _) = case.direct(i, &events);
+        prop_assert_eq!(got[i], want, "variant {}: {}", i, b);
+        prop_assert_eq!(got[i].signals, engine_derived(b, &events), "engine: {}", b);
+        let t = totals.get();
+        totals.set([
+            t[0] + want.signals,
+            t[1] + want.true_positives,
+            t[2] + want.instances_found,
+        ]);
+    }
+    if let Some(ctx) = gpu_kernels::test_support::context_or_skip("sweep window gpu == cpu") {
+        let gpu = plan
+            .run(&events, SweepDevice::Gpu(ctx))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(gpu, got, "GPU against CPU: {}", &bodies[0]);
+    }
+    Ok(())
+}
+
+#[test]
+fn count_threshold_queries_equal_the_engine_and_a_direct_count() {
+    let mut runner = TestRunner::new(common::proptest_config(128, 0x5eed_9e71));
+    let totals = Cell::new([0u64; 3]);
+    runner
+        .run(&arb_query_case(), |c| check_query(&c, &totals))
+        .expect("kernel == engine");
+    let [signals, tp, found] = totals.get();
+    eprintln!("derived events {signals}, true positives {tp}, instances found {found}");
+    assert!(
+        signals > 1000 && tp > 200 && found > 100,
+        "{signals} {tp} {found}"
+    );
+}

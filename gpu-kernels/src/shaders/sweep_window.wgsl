@@ -51,8 +51,8 @@ fn add64(i: u32, lo: u32, hi: u32) {
     }
 }
 
-fn next_pass(from: u32, end: u32, c: u32) -> u32 {
-    var e = from;
+fn next_pass(begin: u32, end: u32, c: u32) -> u32 {
+    var e = begin;
     while (e < end && !has(e, c)) {
         e++;
     }
