@@ -512,3 +512,145 @@ fn run_gpu<V: Pod>(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_condition_ids_pack_four_per_word() {
+        let mut v = ChainVariant::default();
+        for s in 0..MAX_CHAIN {
+            v.set_cond(s, (s as u32 * 7) % 64);
+        }
+        for s in 0..MAX_CHAIN {
+            assert_eq!(v.cond(s), (s as u32 * 7) % 64);
+        }
+        v.set_cond(5, 63);
+        assert_eq!((v.cond(4), v.cond(5), v.cond(6)), (28, 63, 42));
+    }
+
+    #[test]
+    fn sweep_key_chunks_hold_whole_keys_within_the_limit() {
+        let offsets = [0, 3, 4, 9, 10, 10, 12];
+        let chunks = key_chunks(&offsets, 5).expect("fits");
+        assert_eq!(chunks, vec![0..2, 2..3, 3..6]);
+        let err = key_chunks(&offsets, 4).expect_err("key 2 has 5 events");
+        assert!(matches!(err, GpuError::TooLarge { needed: 5, .. }), "{err}");
+    }
+
+    /// A hand-checked chain: `a a b` (conds 0, 0, 1), within 10 ns, skip past last, on one key.
+    #[test]
+    fn sweep_chain_cpu_counts_a_hand_checked_key() {
+        // Events: a a a b a a b, at t = 0, 1, 2, 3, 20, 21, 40 (the last too late for t = 20).
+        let bits = [1u32, 1, 1, 2, 1, 1, 2];
+        let times = [0u32, 1, 2, 3, 20, 21, 40];
+        let masks: Vec<u32> = bits.iter().flat_map(|&b| [b, 0]).collect();
+        let ts: Vec<u32> = times.iter().flat_map(|&t| [t, 0]).collect();
+        let target = [0, 0, 1, 0, 0, 2, 0];
+        let tape = ChainTape {
+            key_offsets: &[0, 7],
+            masks: &masks,
+            ts: &ts,
+            target: &target,
+            instances: 2,
+        };
+        let mut v = ChainVariant {
+            len: 3,
+            keep: 0,
+            has_within: 1,
+            within_lo: 10,
+            ..ChainVariant::default()
+        };
+        for (s, c) in [0, 0, 1].into_iter().enumerate() {
+            v.set_cond(s, c);
+        }
+        let no_within = ChainVariant { has_within: 0, ..v };
+        let got = chain_cpu(&tape, &[v, no_within]);
+        // [1, 2, 3] matches (target 1); [4, 5, 6] spans 20 ns > 10 with within.
+        assert_eq!(
+            got[0],
+            Counts {
+                signals: 1,
+                true_positives: 1,
+                instances_found: 1
+            }
+        );
+        assert_eq!(
+            got[1],
+            Counts {
+                signals: 2,
+                true_positives: 2,
+                instances_found: 2
+            }
+        );
+    }
+
+    /// Tumbling 2 units, threshold 2, on one group: windows [0,2) has 2, [2,4) has 1, [4,6) 3.
+    #[test]
+    fn sweep_window_cpu_counts_a_hand_checked_group() {
+        let units = [0u32, 1, 3, 4, 4, 5];
+        let masks: Vec<u32> = units.iter().flat_map(|_| [1u32, 0]).collect();
+        let target = [0, 1, 2, 0, 0, 0];
+        let tape = WindowTape {
+            key_offsets: &[0, 6],
+            masks: &masks,
+            units: &units,
+            target: &target,
+            instances: 2,
+        };
+        let tumbling = WindowVariant {
+            cond: ALWAYS,
+            slide: 2,
+            offset: 0,
+            per_event: 1,
+            threshold: 2,
+            pad: [0; 3],
+        };
+        // Sliding 4 every 2: windows ending 2, 4, 6, 8 hold 2, 3, 4, 3 events.
+        let sliding = WindowVariant {
+            per_event: 2,
+            threshold: 4,
+            ..tumbling
+        };
+        let got = window_cpu(&tape, &[tumbling, sliding]);
+        assert_eq!(
+            got[0],
+            Counts {
+                signals: 2,
+                true_positives: 1,
+                instances_found: 1
+            }
+        );
+        assert_eq!(
+            got[1],
+            Counts {
+                signals: 1,
+                true_positives: 1,
+                instances_found: 1
+            }
+        );
+        if let Some(ctx) = crate::test_support::context_or_skip("sweep window gpu hand-checked") {
+            assert_eq!(
+                window_gpu(ctx, &tape, &[tumbling, sliding]).expect("runs"),
+                got
+            );
+            let chain = ChainVariant {
+                len: 2,
+                keep: u32::MAX,
+                ..ChainVariant::default()
+            };
+            let ctape = ChainTape {
+                key_offsets: tape.key_offsets,
+                masks: &masks,
+                ts: &[0; 12],
+                target: &target,
+                instances: 2,
+            };
+            assert_eq!(
+                chain_gpu(ctx, &ctape, &[chain]).expect("runs"),
+                chain_cpu(&ctape, &[chain])
+            );
+        }
+    }
+}
