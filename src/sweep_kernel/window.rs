@@ -352,3 +352,23 @@ impl WindowPlan {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_kernel_thresholds_follow_the_comparison() {
+        assert_eq!(threshold(CmpOp::Ge, Value::I64(3)), Some(3));
+        assert_eq!(threshold(CmpOp::Gt, Value::I64(3)), Some(4));
+        assert_eq!(threshold(CmpOp::Ge, Value::F64(2.5)), Some(3));
+        assert_eq!(threshold(CmpOp::Gt, Value::F64(2.5)), Some(3));
+        assert_eq!(threshold(CmpOp::Gt, Value::F64(3.0)), Some(4));
+        // Every window has an event: `>= 0` and `> -1` keep them all.
+        assert_eq!(threshold(CmpOp::Ge, Value::I64(0)), Some(1));
+        assert_eq!(threshold(CmpOp::Gt, Value::I64(-5)), Some(1));
+        assert_eq!(threshold(CmpOp::Ge, Value::F64(f64::NAN)), Some(u32::MAX));
+        assert_eq!(threshold(CmpOp::Lt, Value::I64(3)), None);
+        assert_eq!(gcd(60, 90), 30);
+    }
+}
