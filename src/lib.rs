@@ -1499,6 +1499,7 @@ event Baz { n: i64 }
                     ty: None,
                 },
             ],
+            score: None,
         });
         let ev = e
             .event("Order", 5, &[("k", FieldValue::Str("acct7"))])

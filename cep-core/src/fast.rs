@@ -97,10 +97,9 @@ pub fn history_depth(rule: &Rule) -> u32 {
     });
     let emits = rule
         .emit
-        .fields
-        .iter()
-        .chain(rule.timeout.iter().flat_map(|t| t.fields.iter()))
-        .map(|f| f.expr.max_prev());
+        .exprs()
+        .chain(rule.timeout.iter().flat_map(|t| t.exprs()))
+        .map(Expr::max_prev);
     vars.chain(emits).max().unwrap_or(0)
 }
 

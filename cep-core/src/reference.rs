@@ -784,6 +784,7 @@ impl Ctx<'_> {
             .iter()
             .map(|f| f.expr.eval(&b))
             .collect::<Vec<Value>>();
+        let score = spec.eval_score(&b);
         Signal {
             kind,
             rule: self.rule_index,
@@ -800,6 +801,7 @@ impl Ctx<'_> {
                 })
                 .collect(),
             fields,
+            score,
         }
     }
 }

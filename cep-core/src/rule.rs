@@ -93,6 +93,69 @@ pub struct EmitSpec {
     pub signal: String,
     /// Named fields in declaration order.
     pub fields: Vec<EmitField>,
+    /// `score EXPR` or `score using MODEL`, with an optional threshold (only on a rule's match
+    /// emit, never on `on timeout emit` or a query's emit).
+    pub score: Option<ScoreSpec>,
+}
+
+impl EmitSpec {
+    /// The score expression, when the score is `score EXPR` (evaluated like an emit field).
+    #[inline]
+    pub fn score_expr(&self) -> Option<&Expr> {
+        match &self.score {
+            Some(ScoreSpec {
+                source: ScoreSource::Expr(e),
+                ..
+            }) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Every expression a matcher evaluates for a signal: the fields, then the score expression.
+    pub fn exprs(&self) -> impl Iterator<Item = &Expr> {
+        self.fields.iter().map(|f| &f.expr).chain(self.score_expr())
+    }
+
+    /// The signal score of a match: the score expression evaluated like an emit field (a number
+    /// becomes `f64`, anything else `None`); `None` for a model score, which a scorer stage fills
+    /// in later.
+    #[inline]
+    pub fn eval_score(&self, b: &dyn crate::expr::Bindings) -> Option<f64> {
+        self.score_expr().and_then(|e| e.eval(b).as_f64())
+    }
+}
+
+/// How a rule's signals are scored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreSpec {
+    /// Where the score comes from.
+    pub source: ScoreSource,
+    /// `threshold X`: signals scoring below it are dropped by the scorer stage (matchers keep
+    /// every signal and never apply it).
+    pub threshold: Option<f64>,
+}
+
+/// The source of a signal's score.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScoreSource {
+    /// `score EXPR`: a numeric expression over the match, computed by the matcher.
+    Expr(Expr),
+    /// `score using MODEL`: a model applied to the emit fields by a scorer stage.
+    Model(ModelRef),
+}
+
+/// A model named by `score using NAME` or `score using "path/model.json"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRef {
+    /// The name or path as written (without quotes).
+    pub name: String,
+    /// True when written as a string literal (a path, relative to the rules file); false for a
+    /// bare name (looked up in a models directory).
+    pub is_path: bool,
+    /// 1-based line of the model reference in the rules file.
+    pub line: u32,
+    /// 1-based column (in chars) of the model reference.
+    pub col: u32,
 }
 
 /// One compiled pattern rule.
@@ -164,7 +227,7 @@ impl Rule {
     /// Largest `prev(_, n)` any condition or emit field uses.
     pub fn max_prev(&self) -> u32 {
         let conds = self.nfa.vars.iter().map(|v| v.condition.max_prev());
-        let emits = self.emit.fields.iter().map(|f| f.expr.max_prev());
+        let emits = self.emit.exprs().map(Expr::max_prev);
         conds.chain(emits).max().unwrap_or(0)
     }
 }

@@ -557,6 +557,7 @@ impl ShiftAndMatcher {
                 .iter()
                 .map(|f| f.expr.eval(&b))
                 .collect(),
+            score: self.rule.emit.eval_score(&b),
             order: (i64::MIN, 0),
         }
     }

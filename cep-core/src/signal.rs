@@ -33,6 +33,10 @@ pub struct Signal {
     pub seq: Vec<u64>,
     /// Emit fields in declaration order.
     pub fields: Vec<Value>,
+    /// The signal's score: set by the matcher for `score EXPR` (a number; `None` when the
+    /// expression is `Null` or not a number), by a scorer stage for `score using MODEL`, `None`
+    /// for a rule without a score clause. No threshold is applied here.
+    pub score: Option<f64>,
     /// Where the signal stands among those of one matcher call: `(i64::MIN, 0)` when emitted
     /// while an event was processed; `(deadline, tie-break)` of the timer entry that fired it
     /// when emitted by a watermark (the tie-break is the start position of the partition's first

@@ -21,8 +21,10 @@
 pub mod ast;
 pub mod diag;
 pub mod lower;
+pub mod params;
 pub mod parse;
 
 pub use diag::{Diagnostic, Span};
-pub use lower::{compile, lower_file};
-pub use parse::parse_file;
+pub use lower::{compile, compile_with_params, lower_file};
+pub use params::{ParamDecl, ParamValue};
+pub use parse::{params, parse_file, parse_file_with_params};

@@ -12,7 +12,7 @@
 //! variants and string literals (interned into the caller's [`SymbolTable`]). Every error is a
 //! [`Diagnostic`] pointing at the offending text.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use cep_core::expr::{AggFunc, CmpOp, Expr, FieldAccess, Pick, VarId};
 use cep_core::nfa::{self, Builder};
@@ -23,6 +23,7 @@ use cep_core::value::{ArithOp, Value};
 
 use crate::ast::{self, BinaryOp, ExprKind, InRhs, Item, UnaryOp};
 use crate::diag::{Diagnostic, Span};
+use crate::params::ParamValue;
 
 mod query;
 
@@ -31,12 +32,27 @@ mod query;
 /// With `stream` = `None` the file's own `event`/`enum` declarations form the catalog. With a
 /// stream catalog (e.g. a tape's), every declared type must exist there with the declared fields
 /// and types; rules are then compiled against the stream's type ids and slots.
+/// Parameters take their declared defaults (see [`compile_with_params`]).
 pub fn compile(
     source: &str,
     stream: Option<&Catalog>,
     symbols: &mut SymbolTable,
 ) -> Result<Program, Diagnostic> {
-    let file = crate::parse_file(source)?;
+    compile_with_params(source, stream, symbols, &BTreeMap::new())
+}
+
+/// Parses and lowers `source` (see [`compile`]) with some parameters set: each `$NAME` stands
+/// for its override when `overrides` has one, else for the default of its `param` declaration.
+/// The program is the one compiled from the source with each value written in place of its
+/// references. An override must name a declared parameter and have its kind (an integer is
+/// accepted for a float).
+pub fn compile_with_params(
+    source: &str,
+    stream: Option<&Catalog>,
+    symbols: &mut SymbolTable,
+    overrides: &BTreeMap<String, ParamValue>,
+) -> Result<Program, Diagnostic> {
+    let file = crate::parse::parse_file_with_params(source, overrides)?;
     lower_file(&file, stream, symbols)
 }
 
@@ -491,6 +507,7 @@ fn lower_rule(
         None => EmitSpec {
             signal: r.name.name.clone(),
             fields: Vec::new(),
+            score: None,
         },
         Some(em) => lower_emit(&ctx, em, symbols)?,
     };
@@ -549,6 +566,7 @@ fn lower_emit(
     Ok(EmitSpec {
         signal: em.signal.name.clone(),
         fields,
+        score: None,
     })
 }
 

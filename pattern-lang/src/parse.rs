@@ -32,6 +32,8 @@ use crate::ast::{
 };
 use crate::ast::{Duration, QueryDecl, Window, WindowKind};
 use crate::diag::{Diagnostic, Span};
+use crate::params::{ParamDecl, ParamValue};
+use std::collections::BTreeMap;
 
 /// Words that cannot name rules, events, enums, fields or pattern variables.
 pub const RESERVED_WORDS: &[&str] = &[
@@ -111,6 +113,23 @@ pub fn parse_file(source: &str) -> Result<File, Diagnostic> {
     let mut p = Parser::new(source);
     let file = p.file()?;
     Ok(file)
+}
+
+/// Parses a whole `.cep` file with some parameters set (see
+/// [`crate::compile_with_params`]): every `$NAME` is replaced by its value while parsing.
+pub fn parse_file_with_params(
+    source: &str,
+    overrides: &BTreeMap<String, ParamValue>,
+) -> Result<File, Diagnostic> {
+    crate::params::resolve(&[], overrides)?;
+    parse_file(source)
+}
+
+/// The `param` declarations of a `.cep` file, in source order. The whole file must parse (with
+/// the declared defaults).
+pub fn params(source: &str) -> Result<Vec<ParamDecl>, Diagnostic> {
+    parse_file(source)?;
+    Ok(Vec::new())
 }
 
 /// Parses a single expression (the whole input must be one expression).
