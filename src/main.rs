@@ -1021,8 +1021,8 @@ struct SweepArgs {
     #[arg(long, default_value_t = 10_000)]
     max_runs_per_key: usize,
     /// Rows per batch pushed to the engines on the engine path.
-    #[arg(long, value_name = "N", default_value_t = strix::sweep::ENGINE_BATCH_ROWS, value_parser = clap::value_parser!(u32).range(1..=1_048_576).map(|n| n as usize))]
-    batch: usize,
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    batch: u32,
 }
 
 const SWEEP_HELP: &str = "\
@@ -1094,7 +1094,7 @@ fn run_sweep(args: &SweepArgs) -> Result<()> {
         },
         time: sweep_time_options(args)?,
         max_runs_per_key: args.max_runs_per_key,
-        batch: args.batch,
+        batch: args.batch as usize,
         ..SweepOptions::new(args.rules.clone(), args.tape.clone(), args.params.clone())
     };
     let bar = progress_bar(0, "sweep: reading");

@@ -149,25 +149,9 @@ pub struct ParamSweep {
     pub values: Vec<ParamValue>,
 }
 
-/// Renders a parameter value as `.cep` source text (durations in their largest exact unit).
+/// Renders a parameter value as `.cep` source text (`3`, `2.5`, `10m`, `"XNAS"`).
 pub fn render_value(v: &ParamValue) -> String {
-    match v {
-        ParamValue::Int(i) => i.to_string(),
-        ParamValue::Float(f) => render_float(*f),
-        ParamValue::Duration(ns) => cep_core::query::format_duration(*ns),
-        ParamValue::Str(s) => format!("{s:?}"),
-    }
-}
-
-/// A float as a language literal: shortest round-trip decimal, always with a `.` (Rust's
-/// `Display` never uses an exponent for `f64`).
-fn render_float(f: f64) -> String {
-    let s = f.to_string();
-    if f.is_finite() && !s.contains('.') {
-        format!("{s}.0")
-    } else {
-        s
-    }
+    v.to_string()
 }
 
 /// The value as JSON: numbers as numbers, durations and strings as their text.
@@ -175,7 +159,7 @@ fn value_json(v: &ParamValue) -> serde_json::Value {
     match v {
         ParamValue::Int(i) => serde_json::json!(i),
         ParamValue::Float(f) => serde_json::json!(f),
-        ParamValue::Duration(ns) => serde_json::json!(cep_core::query::format_duration(*ns)),
+        ParamValue::Duration(_) => serde_json::json!(v.to_string()),
         ParamValue::Str(s) => serde_json::json!(s),
     }
 }
@@ -696,7 +680,7 @@ pub fn read_delivered(
     let mut slots = Vec::with_capacity(width);
     let mut read = 0u64;
     let (mut late, mut duplicates) = (0u64, 0u64);
-    let mut drain = |seq: &mut Sequencer,
+    let drain = |seq: &mut Sequencer,
                      out: &mut EventBatch,
                      labels: &mut Vec<Label>,
                      held: &mut HashMap<u64, Label>| {
@@ -1503,4 +1487,230 @@ fn human_rate(x: f64) -> String {
         (x, "")
     };
     format!("{v:.2}{unit}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC: &str = r#"
+event Txn { card: sym, amount: f64, channel: sym }
+param n = 3
+param lo = 2.0
+param w = 10m   # window
+param ch = "online"
+rule probe
+  from Txn
+  partition by card
+  pattern t{$n} b
+  define t as Txn and amount < $lo and channel == $ch, b as Txn and amount >= 100
+  within $w
+  emit probe { card }
+"#;
+
+    fn decls() -> Vec<ParamDecl> {
+        pattern_lang::params(SRC).expect("params")
+    }
+
+    fn ints(v: &[ParamValue]) -> Vec<i64> {
+        v.iter()
+            .map(|x| match x {
+                ParamValue::Int(i) | ParamValue::Duration(i) => *i,
+                other => panic!("not an integer: {other:?}"),
+            })
+            .collect()
+    }
+
+    fn floats(v: &[ParamValue]) -> Vec<f64> {
+        v.iter()
+            .map(|x| match x {
+                ParamValue::Float(f) => *f,
+                other => panic!("not a float: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn integer_ranges_are_inclusive() {
+        let d = ParamValue::Int(0);
+        assert_eq!(ints(&expand("2..9:1", &d).unwrap()), (2..=9).collect::<Vec<_>>());
+        assert_eq!(ints(&expand("2..9:3", &d).unwrap()), vec![2, 5, 8]);
+        assert_eq!(ints(&expand("-2..2:2", &d).unwrap()), vec![-2, 0, 2]);
+        assert_eq!(ints(&expand("4..4:1", &d).unwrap()), vec![4]);
+        assert_eq!(ints(&expand("1, 5,7", &d).unwrap()), vec![1, 5, 7]);
+    }
+
+    #[test]
+    fn duration_ranges_step_in_nanoseconds() {
+        let d = ParamValue::Duration(0);
+        let v = expand("1m..20m:1m", &d).unwrap();
+        assert_eq!(v.len(), 20);
+        assert_eq!(v[0], ParamValue::Duration(60_000_000_000));
+        assert_eq!(v[19], ParamValue::Duration(1_200_000_000_000));
+        assert_eq!(
+            ints(&expand("500ms..2s:500ms", &d).unwrap()),
+            vec![500_000_000, 1_000_000_000, 1_500_000_000, 2_000_000_000]
+        );
+        assert_eq!(render_value(&v[2]), "3m");
+    }
+
+    #[test]
+    fn float_ranges_do_not_accumulate_error() {
+        let d = ParamValue::Float(0.0);
+        assert_eq!(
+            floats(&expand("0.5..2:0.25", &d).unwrap()),
+            vec![0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
+        );
+        // A running sum gives 0.30000000000000004 and misses 1.0; START + i·STEP, rounded to
+        // the decimals written, gives the values as written.
+        assert_eq!(floats(&expand("0.1..0.3:0.1", &d).unwrap()), vec![0.1, 0.2, 0.3]);
+        let tenths = floats(&expand("0..1:0.1", &d).unwrap());
+        assert_eq!(tenths.len(), 11);
+        assert_eq!(tenths[3], 0.3);
+        assert_eq!(tenths[7], 0.7);
+        assert_eq!(tenths[10], 1.0);
+        // Integers are floats here.
+        assert_eq!(floats(&expand("1..3:1", &d).unwrap()), vec![1.0, 2.0, 3.0]);
+        // With an exponent nothing is rounded, but the count still reaches END.
+        assert_eq!(expand("1e-1..3e-1:1e-1", &d).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn string_lists_split_outside_quotes() {
+        let d = ParamValue::Str(String::new());
+        assert_eq!(
+            expand(r#"online,"a,b", pos"#, &d).unwrap(),
+            vec![
+                ParamValue::Str("online".into()),
+                ParamValue::Str("a,b".into()),
+                ParamValue::Str("pos".into())
+            ]
+        );
+        // `..` is no range for strings.
+        assert_eq!(expand("a..b:c", &d).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn bad_ranges_and_values_say_what_is_wrong() {
+        let i = ParamValue::Int(0);
+        let cases = [
+            ("1..5:0", &i, "the step is zero"),
+            ("5..1:1", &i, "is empty: START is above END"),
+            ("1..5:-1", &i, "the step must be positive"),
+            ("1..5", &i, "has no step"),
+            ("1,,2", &i, "empty value"),
+            ("x", &i, "`x` is not an integer"),
+            ("1..2000000:1", &i, "2000000 values"),
+            ("0..1:0.0", &ParamValue::Float(0.0), "the step is zero"),
+            ("1m..2m:0s", &ParamValue::Duration(0), "the step is zero"),
+            ("5", &ParamValue::Duration(0), "is not a duration"),
+        ];
+        for (spec, default, want) in cases {
+            let e = expand(spec, default).expect_err(spec);
+            assert!(e.contains(want), "{spec}: {e}");
+        }
+    }
+
+    #[test]
+    fn flags_are_typed_by_the_declared_default() {
+        let d = decls();
+        let s = parse_param_flag("w=5m,10m", &d).unwrap();
+        assert_eq!(s.name, "w");
+        assert_eq!(ints(&s.values), vec![300_000_000_000, 600_000_000_000]);
+        let s = parse_param_flag("$lo=1..2:0.5", &d).unwrap();
+        assert_eq!(floats(&s.values), vec![1.0, 1.5, 2.0]);
+        let e = parse_param_flag("nope=1", &d).unwrap_err().to_string();
+        assert!(
+            e.contains("no parameter `nope` (declared: n = 3, lo = 2.0, w = 10m, ch = \"online\")"),
+            "{e}"
+        );
+        let e = parse_param_flag("n", &d).unwrap_err().to_string();
+        assert!(e.contains("expected NAME=LIST"), "{e}");
+        let e = parse_param_flags(&["n=1".into(), "n=2".into()], &d)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("swept by an earlier --param"), "{e}");
+    }
+
+    #[test]
+    fn variants_are_the_product_in_flag_order() {
+        let d = decls();
+        let sweeps =
+            parse_param_flags(&["n=1..3:1".into(), "w=1m,2m".into()], &d).unwrap();
+        assert_eq!(variant_count(&sweeps).unwrap(), 6);
+        let at = |i| {
+            variant_values(&sweeps, i)
+                .into_iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(at(0), "n=1 w=1m");
+        assert_eq!(at(1), "n=1 w=2m");
+        assert_eq!(at(2), "n=2 w=1m");
+        assert_eq!(at(5), "n=3 w=2m");
+        let big = vec![
+            ParamSweep {
+                name: "a".into(),
+                values: vec![ParamValue::Int(0); 1001],
+            },
+            ParamSweep {
+                name: "b".into(),
+                values: vec![ParamValue::Int(0); 1000],
+            },
+        ];
+        let e = variant_count(&big).unwrap_err().to_string();
+        assert!(e.starts_with("1001000 variants: a sweep may have at most 1000000"), "{e}");
+    }
+
+    #[test]
+    fn rewritten_source_compiles_to_the_overridden_program() {
+        let d = decls();
+        let values = vec![
+            ("n".to_string(), ParamValue::Int(5)),
+            ("lo".to_string(), ParamValue::Float(0.75)),
+            ("w".to_string(), ParamValue::Duration(90_000_000_000)),
+            ("ch".to_string(), ParamValue::Str("pos".into())),
+        ];
+        let text = source_with_values(SRC, &d, &values).unwrap();
+        assert!(text.contains("param w = 90s   # window"), "{text}");
+        assert!(text.contains("param ch = \"pos\""), "{text}");
+        let overrides: BTreeMap<String, ParamValue> = values.into_iter().collect();
+        let mut s1 = SymbolTable::new();
+        let mut s2 = SymbolTable::new();
+        let a = pattern_lang::compile_with_params(SRC, None, &mut s1, &overrides).unwrap();
+        let b = pattern_lang::compile(&text, None, &mut s2).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn the_target_is_named_or_the_only_one() {
+        let mut syms = SymbolTable::new();
+        let p = pattern_lang::compile(SRC, None, &mut syms).unwrap();
+        assert_eq!(select_target(&p, None).unwrap(), Target::Rule(0));
+        assert_eq!(select_target(&p, Some("probe")).unwrap(), Target::Rule(0));
+        let e = select_target(&p, Some("x")).unwrap_err().to_string();
+        assert!(e.contains("no rule or query `x` (it has: rule probe)"), "{e}");
+        let names = vec!["none".to_string(), "probe".to_string()];
+        assert_eq!(target_class(&names, &p, Target::Rule(0)), Some(1));
+        assert_eq!(target_class(&names[..1], &p, Target::Rule(0)), None);
+    }
+
+    #[test]
+    fn f1_is_the_harmonic_mean_and_missing_without_signals_or_instances() {
+        let c = |signals, true_positives, instances_found| VariantCounts {
+            signals,
+            true_positives,
+            instances_found,
+        };
+        let r = VariantResult::new(0, Default::default(), c(4, 2, 3), 6);
+        assert_eq!((r.precision, r.recall), (Some(0.5), Some(0.5)));
+        assert_eq!(r.f1, Some(0.5));
+        let r = VariantResult::new(0, Default::default(), c(0, 0, 0), 6);
+        assert_eq!((r.precision, r.recall, r.f1), (None, Some(0.0), None));
+        let r = VariantResult::new(0, Default::default(), c(3, 0, 0), 6);
+        assert_eq!(r.f1, Some(0.0));
+        let r = VariantResult::new(0, Default::default(), c(3, 1, 1), 0);
+        assert_eq!((r.recall, r.f1), (None, None));
+    }
 }
