@@ -1,1 +1,351 @@
 //! Sweep kernels on the GPU: many rule variants over one tape in one dispatch.
+//!
+//! Input: a tape already reduced to integers by the planner (`strix::sweep_kernel`): events grouped
+//! by partition key in CSR form (`key_offsets`), per event a 64-bit condition bitmask (two `u32`
+//! words: bit `c` = distinct condition `c` holds), a time (two `u32` words, or one `u32` time
+//! unit for windows) and a target-label word (0, or 1 + the dense id of the label instance when
+//! the event carries the target class), plus one small parameter struct per variant. Output: per
+//! variant, signals, true-positive signals and the number of distinct instances found. Next
+//! stage: the sweep report.
+//!
+//! Two kernels, each as WGSL (`shaders/sweep_chain.wgsl`, `shaders/sweep_window.wgsl`) and as the
+//! same algorithm in Rust on one thread ([`chain_cpu`], [`window_cpu`]): integer arithmetic only,
+//! so the GPU and the CPU give identical counts.
+//!
+//! - **chain**: a strict chain of up to 32 single-event conditions (Shift-And word per key), with
+//!   `within` and an after-match "keep" mask.
+//! - **window**: count-threshold windows (tumbling or sliding, sizes in units of the gcd of all
+//!   variants' slides), piecewise-constant window counts swept with two pointers.
+//!
+//! Layout on the GPU: one invocation per (variant, key); a workgroup holds [`WORKGROUP`]
+//! consecutive variants of the same key, so it reads the same events. Dispatches are chunked to
+//! 65535 keys, event buffers to the device's storage-binding limit (whole keys per chunk), and
+//! the per-variant found-instance bitsets to variant chunks. Counts accumulate with atomics
+//! (`u32` pairs with carry), found instances with `atomicOr`.
+
+use bytemuck::{Pod, Zeroable};
+
+/// Longest strict chain the chain kernel runs (its run word is one `u32`).
+pub const MAX_CHAIN: usize = 32;
+/// Invocations per workgroup (variants of one key).
+pub const WORKGROUP: u32 = 64;
+/// Condition id meaning "always true" in [`WindowVariant::cond`] (no `where`).
+pub const ALWAYS: u32 = 64;
+
+/// Parameters of one strict-chain variant (64 bytes, WGSL `ChainVariant`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct ChainVariant {
+    /// States in the chain, 1 to [`MAX_CHAIN`].
+    pub len: u32,
+    /// Runs kept after a match: bit `j` keeps the run started `j` events before the match's last.
+    pub keep: u32,
+    /// `within` in ns, low and high words (ignored unless `has_within`).
+    pub within_lo: u32,
+    /// High word of `within`.
+    pub within_hi: u32,
+    /// 1 if the rule has `within`.
+    pub has_within: u32,
+    /// Padding.
+    pub pad: [u32; 3],
+    /// Condition id (below 64) of state `s` in byte `s % 4` of word `s / 4`.
+    pub conds: [u32; 8],
+}
+
+impl ChainVariant {
+    /// Condition id of state `s`.
+    #[inline]
+    pub fn cond(&self, s: usize) -> u32 {
+        (self.conds[s / 4] >> ((s % 4) * 8)) & 0xff
+    }
+
+    /// Sets the condition id of state `s`.
+    pub fn set_cond(&mut self, s: usize, c: u32) {
+        let shift = (s % 4) * 8;
+        self.conds[s / 4] = (self.conds[s / 4] & !(0xff << shift)) | ((c & 0xff) << shift);
+    }
+}
+
+/// Parameters of one count-window variant (32 bytes, WGSL `WindowVariant`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct WindowVariant {
+    /// Condition id of `where` (below 64), or [`ALWAYS`].
+    pub cond: u32,
+    /// Slide in time units (at least 1).
+    pub slide: u32,
+    /// Offset added to an event's unit before dividing by `slide` (aligns windows to multiples
+    /// of the slide from ts 0).
+    pub offset: u32,
+    /// Windows per event (`size / slide`, at least 1).
+    pub per_event: u32,
+    /// Least count of a derived event (at least 1).
+    pub threshold: u32,
+    /// Padding.
+    pub pad: [u32; 3],
+}
+
+/// A tape for the chain kernel (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct ChainTape<'a> {
+    /// Events of key `k` are `key_offsets[k]..key_offsets[k + 1]`.
+    pub key_offsets: &'a [u32],
+    /// Two words per event: condition bits 0–31, 32–63.
+    pub masks: &'a [u32],
+    /// Two words per event: time (rebased, unsigned) low and high.
+    pub ts: &'a [u32],
+    /// Per event: 0, or 1 + dense instance id of the target class.
+    pub target: &'a [u32],
+    /// Number of dense instance ids.
+    pub instances: u32,
+}
+
+/// A tape for the window kernel (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct WindowTape<'a> {
+    /// Events of group `g` are `key_offsets[g]..key_offsets[g + 1]`, sorted by time.
+    pub key_offsets: &'a [u32],
+    /// Two words per event: condition bits 0–31, 32–63.
+    pub masks: &'a [u32],
+    /// Per event: time in units (`floor(ts / unit)` minus the tape's first), nondecreasing
+    /// within a group.
+    pub units: &'a [u32],
+    /// Per event: 0, or 1 + dense instance id of the target class.
+    pub target: &'a [u32],
+    /// Number of dense instance ids.
+    pub instances: u32,
+}
+
+/// Per-variant results of a kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Signals.
+    pub signals: u64,
+    /// True-positive signals.
+    pub true_positives: u64,
+    /// Distinct instances found.
+    pub instances_found: u64,
+}
+
+/// Words of one variant's found-instance bitset.
+#[inline]
+pub fn found_words(instances: u32) -> usize {
+    (instances as usize).div_ceil(32).max(1)
+}
+
+#[inline]
+fn bit(masks: &[u32], e: usize, c: u32) -> bool {
+    if c >= 64 {
+        return true;
+    }
+    (masks[2 * e + (c as usize >> 5)] >> (c & 31)) & 1 == 1
+}
+
+#[inline]
+fn ts_at(ts: &[u32], e: usize) -> u64 {
+    u64::from(ts[2 * e]) | (u64::from(ts[2 * e + 1]) << 32)
+}
+
+/// One (variant, key) of the chain kernel: adds its signals and true positives to `counts` and
+/// its found instances to `found`. The WGSL kernel is this function, line for line.
+fn chain_key(
+    tape: &ChainTape<'_>,
+    v: &ChainVariant,
+    key: usize,
+    counts: &mut Counts,
+    found: &mut [u32],
+) {
+    let (start, end) = (
+        tape.key_offsets[key] as usize,
+        tape.key_offsets[key + 1] as usize,
+    );
+    let k = v.len.clamp(1, MAX_CHAIN as u32);
+    let full = if k == 32 { u32::MAX } else { (1u32 << k) - 1 };
+    let done = 1u32 << (k - 1);
+    let within = u64::from(v.within_lo) | (u64::from(v.within_hi) << 32);
+    let first = v.cond(0);
+    let mut d = 0u32;
+    for e in start..end {
+        if d == 0 && !bit(tape.masks, e, first) {
+            continue;
+        }
+        if v.has_within != 0 && d != 0 {
+            // Runs whose first event is more than `within` older than this one die first.
+            let now = ts_at(tape.ts, e);
+            let mut live = d;
+            while live != 0 {
+                let j = live.trailing_zeros() as usize;
+                live &= live - 1;
+                if ts_at(tape.ts, e - 1 - j).wrapping_add(within) < now {
+                    d &= !(1 << j);
+                }
+            }
+        }
+        let mut b = 0u32;
+        for s in 0..k as usize {
+            if bit(tape.masks, e, v.cond(s)) {
+                b |= 1 << s;
+            }
+        }
+        d = (((d & (b >> 1)) << 1) | (b & 1)) & full;
+        if d & done != 0 {
+            counts.signals += 1;
+            let mut tp = false;
+            for m in e + 1 - k as usize..=e {
+                let t = tape.target[m];
+                if t != 0 {
+                    tp = true;
+                    let i = (t - 1) as usize;
+                    found[i / 32] |= 1 << (i % 32);
+                }
+            }
+            counts.true_positives += u64::from(tp);
+            d &= !done & v.keep;
+        }
+    }
+}
+
+/// The chain kernel on one CPU thread: one [`Counts`] per variant.
+pub fn chain_cpu(tape: &ChainTape<'_>, variants: &[ChainVariant]) -> Vec<Counts> {
+    let keys = tape.key_offsets.len().saturating_sub(1);
+    let words = found_words(tape.instances);
+    let mut found = vec![0u32; words];
+    variants
+        .iter()
+        .map(|v| {
+            let mut c = Counts::default();
+            found.fill(0);
+            for key in 0..keys {
+                chain_key(tape, v, key, &mut c, &mut found);
+            }
+            c.instances_found = found.iter().map(|w| u64::from(w.count_ones())).sum();
+            c
+        })
+        .collect()
+}
+
+/// One (variant, group) of the window kernel. The WGSL kernel is this function, line for line.
+fn window_key(
+    tape: &WindowTape<'_>,
+    v: &WindowVariant,
+    key: usize,
+    counts: &mut Counts,
+    found: &mut [u32],
+) {
+    let (start, end) = (
+        tape.key_offsets[key] as usize,
+        tape.key_offsets[key + 1] as usize,
+    );
+    let slide = v.slide.max(1);
+    let n = v.per_event.max(1);
+    let thr = v.threshold.max(1);
+    // Window index of an event: its slide index `j`; it lies in the windows ending at slide
+    // indices j + 1 ..= j + n. Entries happen at j + 1, exits at j + n + 1.
+    let idx = |e: usize| (tape.units[e] + v.offset) / slide;
+    let next_pass = |mut e: usize| {
+        while e < end && !bit(tape.masks, e, v.cond) {
+            e += 1;
+        }
+        e
+    };
+    let mut hi = next_pass(start); // next event to enter
+    let mut lo = hi; // oldest event in the window
+    let mut marked = start; // targets before this are already marked found
+    let mut cnt = 0u32;
+    let mut tcnt = 0u32;
+    let mut signals = 0u64;
+    let mut tps = 0u64;
+    while hi < end || cnt > 0 {
+        // The next change point: an entry or an exit.
+        let mut at = u32::MAX;
+        if hi < end {
+            at = idx(hi) + 1;
+        }
+        if cnt > 0 {
+            at = at.min(idx(lo) + n + 1);
+        }
+        while hi < end && idx(hi) + 1 == at {
+            cnt += 1;
+            tcnt += u32::from(tape.target[hi] != 0);
+            hi = next_pass(hi + 1);
+        }
+        while cnt > 0 && idx(lo) + n + 1 == at {
+            cnt -= 1;
+            tcnt -= u32::from(tape.target[lo] != 0);
+            lo = next_pass(lo + 1);
+        }
+        if cnt == 0 {
+            continue;
+        }
+        let mut next = u32::MAX;
+        if hi < end {
+            next = idx(hi) + 1;
+        }
+        next = next.min(idx(lo) + n + 1);
+        if cnt >= thr {
+            let windows = u64::from(next - at);
+            signals += windows;
+            if tcnt > 0 {
+                tps += windows;
+                let mut m = marked.max(lo);
+                while m < hi {
+                    let t = tape.target[m];
+                    if t != 0 && bit(tape.masks, m, v.cond) {
+                        let i = (t - 1) as usize;
+                        found[i / 32] |= 1 << (i % 32);
+                    }
+                    m += 1;
+                }
+                marked = hi;
+            }
+        }
+    }
+    counts.signals += signals;
+    counts.true_positives += tps;
+}
+
+/// The window kernel on one CPU thread: one [`Counts`] per variant.
+pub fn window_cpu(tape: &WindowTape<'_>, variants: &[WindowVariant]) -> Vec<Counts> {
+    let keys = tape.key_offsets.len().saturating_sub(1);
+    let words = found_words(tape.instances);
+    let mut found = vec![0u32; words];
+    variants
+        .iter()
+        .map(|v| {
+            let mut c = Counts::default();
+            found.fill(0);
+            for key in 0..keys {
+                window_key(tape, v, key, &mut c, &mut found);
+            }
+            c.instances_found = found.iter().map(|w| u64::from(w.count_ones())).sum();
+            c
+        })
+        .collect()
+}
+
+/// Placeholder for the shared wgpu context until it exists: a device and its queue.
+#[derive(Debug)]
+pub struct GpuContext {
+    /// Device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+}
+
+/// The chain kernel on the GPU: one [`Counts`] per variant, equal to [`chain_cpu`]'s.
+pub fn chain_gpu(
+    _ctx: &GpuContext,
+    _tape: &ChainTape<'_>,
+    _variants: &[ChainVariant],
+) -> Result<Vec<Counts>, String> {
+    Err("the GPU chain kernel is not wired yet".into())
+}
+
+/// The window kernel on the GPU: one [`Counts`] per variant, equal to [`window_cpu`]'s.
+pub fn window_gpu(
+    _ctx: &GpuContext,
+    _tape: &WindowTape<'_>,
+    _variants: &[WindowVariant],
+) -> Result<Vec<Counts>, String> {
+    Err("the GPU window kernel is not wired yet".into())
+}

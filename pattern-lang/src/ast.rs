@@ -9,6 +9,7 @@
 //! carets at exactly the offending text (an [`Ident`]'s span covers exactly the identifier).
 
 use crate::diag::Span;
+use crate::params::ParamValue;
 
 /// A whole `.cep` file: its items in source order.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +29,20 @@ pub enum Item {
     Rule(Box<RuleDecl>),
     /// `query NAME clause*`: a windowed query (boxed like a rule).
     Query(Box<QueryDecl>),
+    /// `param NAME = LITERAL`: a value that `$NAME` stands for (already substituted in this
+    /// tree: the parser replaces each reference with the parameter's value).
+    Param(ParamItem),
+}
+
+/// `param NAME = LITERAL`
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamItem {
+    /// The parameter's name (without `$`).
+    pub name: Ident,
+    /// The literal written in the declaration (its default).
+    pub default: ParamValue,
+    /// From `param` to the end of the literal.
+    pub span: Span,
 }
 
 /// An identifier and where it was written.
@@ -248,8 +263,39 @@ pub struct Emit {
     pub signal: Ident,
     /// Output fields in order (may be empty).
     pub fields: Vec<EmitField>,
-    /// From `emit` to the closing `}`.
+    /// `score ...` after the field block (a rule's `emit` only).
+    pub score: Option<Score>,
+    /// From `emit` to the closing `}` (the score clause not included).
     pub span: Span,
+}
+
+/// `score EXPR` or `score using MODEL`, optionally followed by `threshold NUMBER`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Score {
+    /// Where the score comes from.
+    pub source: ScoreSource,
+    /// `threshold NUMBER` (or `$param`), and the span of the number or reference.
+    pub threshold: Option<(f64, Span)>,
+    /// From `score` to the end of the clause.
+    pub span: Span,
+}
+
+/// The source of a score.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScoreSource {
+    /// `score EXPR`
+    Expr(Expr),
+    /// `score using NAME` or `score using "path"`.
+    Model {
+        /// The name, or the path without quotes.
+        name: String,
+        /// True for a string literal (a path).
+        is_path: bool,
+        /// The name or string literal as written.
+        span: Span,
+        /// 1-based line and column of `span`'s start (later stages have no source text).
+        line_col: (u32, u32),
+    },
 }
 
 /// One output field of an `emit` clause.

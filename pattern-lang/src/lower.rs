@@ -16,7 +16,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use cep_core::expr::{AggFunc, CmpOp, Expr, FieldAccess, Pick, VarId};
 use cep_core::nfa::{self, Builder};
-use cep_core::rule::{EmitField, EmitSpec, MAX_KEY_FIELDS, Program, Rule};
+use cep_core::rule::{
+    EmitField, EmitSpec, MAX_KEY_FIELDS, ModelRef, Program, Rule, ScoreSource, ScoreSpec,
+};
 use cep_core::schema::{Catalog, EnumId, FieldType, TypeId};
 use cep_core::symbol::SymbolTable;
 use cep_core::value::{ArithOp, Value};
@@ -224,7 +226,7 @@ fn check_compatible(
                     }
                 }
             }
-            Item::Rule(_) | Item::Query(_) => {}
+            Item::Rule(_) | Item::Query(_) | Item::Param(_) => {}
         }
     }
     Ok(())
@@ -566,7 +568,55 @@ fn lower_emit(
     Ok(EmitSpec {
         signal: em.signal.name.clone(),
         fields,
-        score: None,
+        score: em
+            .score
+            .as_ref()
+            .map(|s| lower_score(ctx, s, symbols))
+            .transpose()?,
+    })
+}
+
+/// Lowers a score clause: an expression must be numeric (it is evaluated like an emit field); a
+/// model reference is kept for the scorer stage, which resolves and checks it.
+fn lower_score(
+    ctx: &RuleCtx<'_>,
+    score: &ast::Score,
+    symbols: &mut SymbolTable,
+) -> Result<ScoreSpec, Diagnostic> {
+    let source = match &score.source {
+        ast::ScoreSource::Expr(e) => {
+            let ec = ExprCtx {
+                place: Place::Emit,
+                current: &ctx.from,
+                agg_var: None,
+            };
+            let (expr, ty) = lower_expr(ctx, &ec, e, symbols)?;
+            if !ty.numeric() {
+                return Err(Diagnostic::new(
+                    format!(
+                        "a score must be a number, but this is {}",
+                        ty.describe(ctx.catalog)
+                    ),
+                    e.span,
+                ));
+            }
+            ScoreSource::Expr(expr)
+        }
+        ast::ScoreSource::Model {
+            name,
+            is_path,
+            line_col: (line, col),
+            ..
+        } => ScoreSource::Model(ModelRef {
+            name: name.clone(),
+            is_path: *is_path,
+            line: *line,
+            col: *col,
+        }),
+    };
+    Ok(ScoreSpec {
+        source,
+        threshold: score.threshold.map(|(t, _)| t),
     })
 }
 

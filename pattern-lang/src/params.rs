@@ -45,6 +45,16 @@ impl ParamValue {
         }
     }
 
+    /// The kind with its article: "an integer", "a float", "a duration" or "a string".
+    pub fn kind_with_article(&self) -> &'static str {
+        match self {
+            ParamValue::Int(_) => "an integer",
+            ParamValue::Float(_) => "a float",
+            ParamValue::Duration(_) => "a duration",
+            ParamValue::Str(_) => "a string",
+        }
+    }
+
     /// Parses `text` (e.g. a `--param` value) as a value of the same kind as `like`: an integer
     /// (`-3`, `1_000`), a float (`2.5`, `1e-3`, or an integer such as `2`), a duration with a
     /// unit (`500ms`, `5m`; not negative) or, for a string, the text itself. The error says what
@@ -171,10 +181,10 @@ pub(crate) fn resolve(
         let Some(v) = v.coerce_like(&decl.default) else {
             return Err(Diagnostic::new(
                 format!(
-                    "parameter `${name}` is a {} (default `{}`), but its override is a {} (`{v}`)",
-                    decl.default.kind_name(),
+                    "parameter `${name}` is {} (default `{}`), but its override is {} (`{v}`)",
+                    decl.default.kind_with_article(),
                     decl.default,
-                    v.kind_name()
+                    v.kind_with_article()
                 ),
                 decl.span,
             ));

@@ -30,7 +30,7 @@ use crate::ast::{
     EventDecl, Expr, ExprKind, FieldDecl, File, Ident, InRhs, Item, Pattern, Quantifier, RuleDecl,
     Selection, Sequence, UnaryOp,
 };
-use crate::ast::{Duration, QueryDecl, Window, WindowKind};
+use crate::ast::{Duration, ParamItem, QueryDecl, Score, ScoreSource, Window, WindowKind};
 use crate::diag::{Diagnostic, Span};
 use crate::params::{ParamDecl, ParamValue};
 use std::collections::BTreeMap;
@@ -58,6 +58,7 @@ pub const RESERVED_WORDS: &[&str] = &[
     "in",
     "true",
     "false",
+    "param",
 ];
 
 /// Words that start a rule clause.
@@ -76,7 +77,7 @@ const CLAUSE_KEYWORDS: &[&str] = &[
 const QUERY_CLAUSE_KEYWORDS: &[&str] = &["from", "where", "group", "window", "having", "emit"];
 
 /// Words that start a top-level item.
-const ITEM_KEYWORDS: &[&str] = &["rule", "event", "enum", "query"];
+const ITEM_KEYWORDS: &[&str] = &["rule", "event", "enum", "query", "param"];
 
 /// Duration units and their length in nanoseconds.
 const DURATION_UNITS: &[(&str, i64)] = &[
@@ -109,27 +110,58 @@ pub fn is_reserved(word: &str) -> bool {
 /// Returns the first syntax error as a [`Diagnostic`] whose span points at the offending token (or
 /// just after the last token when the input ends too early). Empty input gives a file with no
 /// items.
+///
+/// Parameters take their declared defaults (see [`parse_file_with_params`]).
 pub fn parse_file(source: &str) -> Result<File, Diagnostic> {
-    let mut p = Parser::new(source);
-    let file = p.file()?;
-    Ok(file)
+    parse_file_with_params(source, &BTreeMap::new())
 }
 
 /// Parses a whole `.cep` file with some parameters set (see
 /// [`crate::compile_with_params`]): every `$NAME` is replaced by its value while parsing.
+///
+/// The `param` declarations are read first (they may come after their uses), then the overrides
+/// are checked against them (see [`crate::params`]), then the file is parsed with each reference
+/// replaced by its value, so the tree holds no parameter references.
 pub fn parse_file_with_params(
     source: &str,
     overrides: &BTreeMap<String, ParamValue>,
 ) -> Result<File, Diagnostic> {
-    crate::params::resolve(&[], overrides)?;
-    parse_file(source)
+    let mut p = Parser::new(source);
+    let (decls, pending) = p.collect_params()?;
+    p.values = crate::params::resolve(&decls, overrides)?;
+    p.declared = decls.iter().map(|d| d.name.clone()).collect();
+    match (p.file(), pending) {
+        (Ok(file), None) => Ok(file),
+        // A declaration that does not parse fails the main pass too, there or earlier.
+        (Ok(_), Some(e)) => Err(e),
+        (Err(e), None) => Err(e),
+        (Err(e), Some(bad_decl)) => {
+            // A reference to the broken declaration reads as unknown: report the declaration.
+            if e.span.start < bad_decl.span.start && !e.message.starts_with("unknown parameter") {
+                Err(e)
+            } else {
+                Err(bad_decl)
+            }
+        }
+    }
 }
 
-/// The `param` declarations of a `.cep` file, in source order. The whole file must parse (with
-/// the declared defaults).
+/// The `param` declarations of a `.cep` file, in source order. The whole file must parse with
+/// the declared defaults.
 pub fn params(source: &str) -> Result<Vec<ParamDecl>, Diagnostic> {
-    parse_file(source)?;
-    Ok(Vec::new())
+    let file = parse_file(source)?;
+    Ok(file
+        .items
+        .into_iter()
+        .filter_map(|i| match i {
+            Item::Param(p) => Some(ParamDecl {
+                name: p.name.name,
+                default: p.default,
+                span: p.span,
+            }),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Parses a single expression (the whole input must be one expression).
@@ -153,6 +185,8 @@ pub fn parse_expr(source: &str) -> Result<Expr, Diagnostic> {
 enum Tok {
     /// Identifier or keyword; its text is the source under the token's span.
     Ident,
+    /// `$NAME`, a parameter reference; its text is the source under the token's span.
+    Param,
     Int(u64),
     Float(f64),
     Duration(i64),
@@ -296,6 +330,16 @@ fn lex(source: &str) -> Vec<Token> {
 fn lex_token(rest: &str, start: usize) -> Result<(&str, Tok), Diagnostic> {
     if let Ok((r, _)) = ident(rest) {
         return Ok((r, Tok::Ident));
+    }
+    if let Some(after) = rest.strip_prefix('$') {
+        return match ident(after) {
+            Ok((r, _)) => Ok((r, Tok::Param)),
+            Err(_) => Err(Diagnostic::new(
+                "expected a parameter name after `$`",
+                Span::new(start, start + 1),
+            )
+            .with_help("parameters are declared with `param NAME = VALUE` and used as `$NAME`")),
+        };
     }
     if let Ok((r, parts)) = number(rest) {
         return lex_number(rest, r, start, parts);
@@ -444,6 +488,10 @@ struct Parser<'s> {
     chain: usize,
     /// Returned by `tok()` should `pos` ever run past the tokens (it does not).
     eof: Token,
+    /// The value of every declared parameter (defaults with overrides applied).
+    values: BTreeMap<String, ParamValue>,
+    /// Declared parameter names in source order, for messages.
+    declared: Vec<String>,
 }
 
 impl<'s> Parser<'s> {
@@ -461,6 +509,8 @@ impl<'s> Parser<'s> {
             depth: 0,
             chain: 0,
             eof,
+            values: BTreeMap::new(),
+            declared: Vec::new(),
         }
     }
 
@@ -593,8 +643,10 @@ impl<'s> Parser<'s> {
                 Some("event") => items.push(Item::Event(self.event_decl()?)),
                 Some("rule") => items.push(Item::Rule(Box::new(self.rule()?))),
                 Some("query") => items.push(Item::Query(Box::new(self.query()?))),
+                Some("param") => items.push(Item::Param(self.param_item()?)),
                 other => {
-                    let mut d = self.expected("an item (`enum`, `event`, `rule`, or `query`)");
+                    let mut d =
+                        self.expected("an item (`enum`, `event`, `rule`, `query`, or `param`)");
                     if let Some(s) = other.and_then(|w| suggest(w, ITEM_KEYWORDS)) {
                         d = d.with_help(format!("did you mean `{s}`?"));
                     }
@@ -603,6 +655,171 @@ impl<'s> Parser<'s> {
             }
         }
         Ok(File { items })
+    }
+
+    /// `param NAME = LITERAL` (the current token is `param`).
+    fn param_item(&mut self) -> PResult<ParamItem> {
+        let kw = self.bump();
+        let name = self.expect_name("a parameter name", " after `param`")?;
+        self.expect_punct("=", &format!("`=` after parameter name `{}`", name.name))?;
+        let minus = self.eat_punct("-");
+        let t = self.tok();
+        let span = t.span;
+        let negative_duration = || {
+            Diagnostic::new(
+                "a duration parameter cannot be negative",
+                minus.unwrap_or(span).to(span),
+            )
+        };
+        let default = match (&t.kind, minus) {
+            (Tok::Int(v), None) => ParamValue::Int(i64::try_from(*v).map_err(|_| {
+                Diagnostic::new(
+                    format!(
+                        "integer parameter `{}` is too large (the maximum is {})",
+                        self.text(span),
+                        i64::MAX
+                    ),
+                    span,
+                )
+            })?),
+            (Tok::Int(v), Some(m)) => {
+                let neg = 0i128 - i128::from(*v);
+                ParamValue::Int(i64::try_from(neg).map_err(|_| {
+                    Diagnostic::new(
+                        format!(
+                            "integer parameter `-{}` is too small (the minimum is {})",
+                            self.text(span),
+                            i64::MIN
+                        ),
+                        m.to(span),
+                    )
+                })?)
+            }
+            (Tok::Float(v), m) => ParamValue::Float(if m.is_some() { -v } else { *v }),
+            (Tok::Duration(_), Some(_)) => return Err(negative_duration()),
+            (Tok::Duration(ns), None) => ParamValue::Duration(*ns),
+            (Tok::Str(s), None) => ParamValue::Str(s.clone()),
+            (Tok::Param, _) => {
+                return Err(Diagnostic::new(
+                    "a parameter's value must be a literal, not another parameter",
+                    span,
+                ));
+            }
+            _ => {
+                let what = if minus.is_some() {
+                    "a number after `-`"
+                } else {
+                    "a literal value after `=` (an integer, a float, a duration such as `10m`, or a string)"
+                };
+                return Err(self.expected(what));
+            }
+        };
+        self.bump();
+        Ok(ParamItem {
+            name,
+            default,
+            span: kw.to(span),
+        })
+    }
+
+    /// Reads every `param` declaration (`param` is reserved, so each occurrence starts one),
+    /// wherever it is in the file, then rewinds to the start. Returns the declarations that
+    /// parse and the first error of one that does not (reported by the main pass's caller); a
+    /// name declared twice is an error right away.
+    fn collect_params(&mut self) -> PResult<(Vec<ParamDecl>, Option<Diagnostic>)> {
+        let mut decls: Vec<ParamDecl> = Vec::new();
+        let mut pending = None;
+        for i in 0..self.toks.len() {
+            let t = &self.toks[i];
+            if !(matches!(t.kind, Tok::Ident) && self.text(t.span) == "param") {
+                continue;
+            }
+            self.pos = i;
+            match self.param_item() {
+                Ok(item) => {
+                    if let Some(first) = decls.iter().find(|d| d.name == item.name.name) {
+                        let (line, _) = crate::diag::line_col(self.src, first.span.start);
+                        return Err(Diagnostic::new(
+                            format!("parameter `${}` is declared twice", item.name.name),
+                            item.name.span,
+                        )
+                        .with_help(format!("the first declaration is on line {line}")));
+                    }
+                    decls.push(ParamDecl {
+                        name: item.name.name,
+                        default: item.default,
+                        span: item.span,
+                    });
+                }
+                Err(e) => {
+                    pending.get_or_insert(e);
+                }
+            }
+        }
+        self.pos = 0;
+        self.prev_end = 0;
+        Ok((decls, pending))
+    }
+
+    /// The value of the parameter reference at the current token (not consumed), with the
+    /// reference's name (without `$`) and span. Unknown names are errors.
+    fn param_ref(&self) -> PResult<(ParamValue, &'s str, Span)> {
+        let span = self.tok().span;
+        let name = self.text(span).get(1..).unwrap_or("");
+        if let Some(v) = self.values.get(name) {
+            return Ok((v.clone(), name, span));
+        }
+        let mut d = Diagnostic::new(format!("unknown parameter `${name}`"), span);
+        let close = self
+            .declared
+            .iter()
+            .map(|c| (edit_distance(name, c), c))
+            .filter(|&(dist, c)| dist <= 2 && dist < c.len().min(name.len().max(1)))
+            .min_by_key(|&(dist, _)| dist);
+        d = match close {
+            Some((_, c)) => d.with_help(format!("did you mean `${c}`?")),
+            None if self.declared.is_empty() => d.with_help(format!(
+                "declare it with `param {name} = VALUE` (the file declares no parameters)"
+            )),
+            None => {
+                let names: Vec<String> = self.declared.iter().map(|c| format!("${c}")).collect();
+                d.with_help(format!("declared parameters: {}", names.join(", ")))
+            }
+        };
+        Err(d)
+    }
+
+    /// A kind mismatch at a parameter reference: `$name` holds `value` but `needs` is required.
+    fn param_kind_error(name: &str, value: &ParamValue, span: Span, needs: &str) -> Diagnostic {
+        Diagnostic::new(
+            format!(
+                "parameter `${name}` is {} (`{value}`), but {needs}",
+                value.kind_with_article()
+            ),
+            span,
+        )
+    }
+
+    /// A duration parameter at the current token for `clause` (e.g. "`within`"): consumed, with
+    /// its span; it must be positive.
+    fn duration_param(&mut self, clause: &str) -> PResult<Duration> {
+        let (v, name, span) = self.param_ref()?;
+        let ParamValue::Duration(ns) = v else {
+            return Err(Self::param_kind_error(
+                name,
+                &v,
+                span,
+                &format!("{clause} needs a duration"),
+            ));
+        };
+        if ns <= 0 {
+            return Err(Diagnostic::new(
+                format!("{clause} must be positive, but `${name}` is {v}"),
+                span,
+            ));
+        }
+        self.bump();
+        Ok(Duration { ns, span })
     }
 
     fn enum_decl(&mut self) -> PResult<EnumDecl> {
@@ -726,9 +943,9 @@ impl<'s> Parser<'s> {
                 "on" => {
                     self.bump(); // `timeout`, checked by `at_timeout_clause`
                     self.expect_word("emit", "`emit` after `on timeout`")?;
-                    timeout = Some(self.emit(clause_span)?);
+                    timeout = Some(self.emit(clause_span, Some("`on timeout emit`"))?);
                 }
-                _ => emit = Some(self.emit(clause_span)?),
+                _ => emit = Some(self.emit(clause_span, None)?),
             }
             last_clause = Some(clause);
         }
@@ -806,7 +1023,7 @@ impl<'s> Parser<'s> {
                 }
                 "window" => window = Some(self.window()?),
                 "having" => having = Some(self.expr()?),
-                _ => emit = Some(self.emit(clause_span)?),
+                _ => emit = Some(self.emit(clause_span, Some("a query's `emit`"))?),
             }
         }
 
@@ -847,15 +1064,23 @@ impl<'s> Parser<'s> {
     fn window(&mut self) -> PResult<Window> {
         let start = self.tok().span;
         let kind = if self.eat_word("tumbling").is_some() {
-            WindowKind::Tumbling(self.duration("a window size (e.g. `5m`) after `tumbling`")?)
+            WindowKind::Tumbling(self.duration(
+                "a window size (e.g. `5m`) after `tumbling`",
+                "the window size",
+            )?)
         } else if self.eat_word("sliding").is_some() {
-            let size = self.duration("a window size (e.g. `5m`) after `sliding`")?;
+            let size = self.duration(
+                "a window size (e.g. `5m`) after `sliding`",
+                "the window size",
+            )?;
             self.expect_word("every", "`every` and the slide after the window size")?;
-            let every = self.duration("a slide (e.g. `1m`) after `every`")?;
+            let every = self.duration("a slide (e.g. `1m`) after `every`", "the slide")?;
             WindowKind::Sliding { size, every }
         } else if self.eat_word("session").is_some() {
             self.expect_word("gap", "`gap` after `session`")?;
-            WindowKind::Session(self.duration("a gap (e.g. `30s`) after `session gap`")?)
+            WindowKind::Session(
+                self.duration("a gap (e.g. `30s`) after `session gap`", "the session gap")?,
+            )
         } else {
             return Err(self.expected(
                 "a window kind after `window` (`tumbling D`, `sliding D every S` or `session gap G`)",
@@ -867,12 +1092,15 @@ impl<'s> Parser<'s> {
         })
     }
 
-    fn duration(&mut self, what: &str) -> PResult<Duration> {
+    /// A duration literal or parameter; `what` is what the error says was expected, `clause`
+    /// what a parameter's value is for (e.g. "the window size").
+    fn duration(&mut self, what: &str, clause: &str) -> PResult<Duration> {
         match self.tok().kind {
             Tok::Duration(ns) => {
                 let span = self.bump();
                 Ok(Duration { ns, span })
             }
+            Tok::Param => self.duration_param(clause),
             Tok::Int(_) => Err(self
                 .expected(what)
                 .with_help("add a unit right after the number: ns, us, ms, s, m, h or d")),
@@ -1110,6 +1338,30 @@ impl<'s> Parser<'s> {
     }
 
     fn quantifier_bound(&mut self, what: &str) -> PResult<u32> {
+        if matches!(self.tok().kind, Tok::Param) {
+            let (v, name, span) = self.param_ref()?;
+            let ParamValue::Int(n) = v else {
+                return Err(Self::param_kind_error(
+                    name,
+                    &v,
+                    span,
+                    "a quantifier bound needs an integer",
+                ));
+            };
+            let n = u32::try_from(n).map_err(|_| {
+                let why = if n < 0 {
+                    "cannot be negative".to_string()
+                } else {
+                    format!("is at most {}", u32::MAX)
+                };
+                Diagnostic::new(
+                    format!("quantifier bound `${name}` is {n}, but a bound {why}"),
+                    span,
+                )
+            })?;
+            self.bump();
+            return Ok(n);
+        }
         let t = self.tok();
         let (Tok::Int(v), span) = (&t.kind, t.span) else {
             return Err(self.expected(what));
@@ -1158,6 +1410,7 @@ impl<'s> Parser<'s> {
                 let span = self.bump();
                 Ok((ns, span))
             }
+            Tok::Param => self.duration_param("`within`").map(|d| (d.ns, d.span)),
             Tok::Int(_) => Err(self
                 .expected("a duration (e.g. `2s`, `500ms`) after `within`")
                 .with_help("add a unit right after the number: ns, us, ms, s, m, h or d")),
@@ -1210,7 +1463,9 @@ impl<'s> Parser<'s> {
         Ok((skip, start.to(Span::new(self.prev_end, self.prev_end))))
     }
 
-    fn emit(&mut self, kw: Span) -> PResult<Emit> {
+    /// `emit NAME { ... }` (after `emit`) and, unless `no_score` names what this emit is
+    /// (scores are for a rule's match signals only), an optional score clause.
+    fn emit(&mut self, kw: Span, no_score: Option<&str>) -> PResult<Emit> {
         let signal = self.expect_name("a signal name", " after `emit`")?;
         self.expect_punct("{", &format!("`{{` after signal name `{}`", signal.name))?;
         let mut fields = Vec::new();
@@ -1235,10 +1490,105 @@ impl<'s> Parser<'s> {
             }
         }
         let close = self.bump();
+        let score = if self.is_word("score") {
+            if let Some(what) = no_score {
+                return Err(Diagnostic::new(
+                    format!("{what} cannot have a `score` clause"),
+                    self.tok().span,
+                )
+                .with_help("a score belongs to a rule's `emit NAME { ... }`"));
+            }
+            Some(self.score()?)
+        } else {
+            None
+        };
         Ok(Emit {
             signal,
             fields,
+            score,
             span: kw.to(close),
+        })
+    }
+
+    /// `score EXPR` or `score using MODEL`, then optionally `threshold NUMBER` (the current
+    /// token is `score`).
+    fn score(&mut self) -> PResult<Score> {
+        let kw = self.bump();
+        let model = self.is_word("using")
+            && match &self.nth(1).kind {
+                Tok::Str(_) => true,
+                Tok::Ident => self.word_at(1).is_some_and(|w| !is_reserved(w)),
+                _ => false,
+            };
+        let source = if model {
+            self.bump();
+            let t = self.tok();
+            let span = t.span;
+            let (name, is_path) = match &t.kind {
+                Tok::Str(s) => (s.clone(), true),
+                _ => (self.text(span).to_string(), false),
+            };
+            if name.is_empty() {
+                return Err(Diagnostic::new("the model path is empty", span));
+            }
+            let (line, col) = crate::diag::line_col(self.src, span.start);
+            self.bump();
+            ScoreSource::Model {
+                name,
+                is_path,
+                span,
+                line_col: (
+                    u32::try_from(line).unwrap_or(u32::MAX),
+                    u32::try_from(col).unwrap_or(u32::MAX),
+                ),
+            }
+        } else if self.is_word("using") && !matches!(self.nth(1).kind, Tok::Punct(_)) {
+            self.bump();
+            return Err(self.expected("a model name or a string path after `score using`"));
+        } else {
+            ScoreSource::Expr(self.expr()?)
+        };
+        let threshold = if self.eat_word("threshold").is_some() {
+            Some(self.threshold()?)
+        } else {
+            None
+        };
+        Ok(Score {
+            source,
+            threshold,
+            span: kw.to(Span::new(self.prev_end, self.prev_end)),
+        })
+    }
+
+    /// A number, `-` and a number, or a numeric parameter (after `threshold`).
+    fn threshold(&mut self) -> PResult<(f64, Span)> {
+        let minus = self.eat_punct("-");
+        let t = self.tok();
+        let span = t.span;
+        let v = match &t.kind {
+            Tok::Int(v) => *v as f64,
+            Tok::Float(v) => *v,
+            Tok::Param => {
+                let (v, name, span) = self.param_ref()?;
+                match v {
+                    ParamValue::Int(i) => i as f64,
+                    ParamValue::Float(f) => f,
+                    _ => {
+                        return Err(Self::param_kind_error(
+                            name,
+                            &v,
+                            span,
+                            "`threshold` needs a number",
+                        ));
+                    }
+                }
+            }
+            _ => return Err(self.expected("a number or a `$parameter` after `threshold`")),
+        };
+        self.bump();
+        Ok(match minus {
+            Some(m) => (-v, m.to(span)),
+            None => (v, span),
         })
     }
 
@@ -1483,6 +1833,11 @@ impl<'s> Parser<'s> {
             Tok::Float(v) => ExprKind::Float(*v),
             Tok::Duration(v) => ExprKind::Duration(*v),
             Tok::Str(s) => ExprKind::Str(s.clone()),
+            Tok::Param => {
+                let (v, _, span) = self.param_ref()?;
+                self.bump();
+                return Ok(param_expr(&v, span));
+            }
             Tok::Ident => match self.text(span) {
                 "true" => ExprKind::Bool(true),
                 "false" => ExprKind::Bool(false),
@@ -1542,6 +1897,39 @@ impl<'s> Parser<'s> {
             span: func.span.to(close),
             kind: ExprKind::Call { func, args },
         })
+    }
+}
+
+/// The expression a parameter reference stands for: the literal as the parser reads it when
+/// written in place (a negative number is `-` applied to its magnitude), spanning the reference.
+fn param_expr(v: &ParamValue, span: Span) -> Expr {
+    let neg = |kind: ExprKind| Expr {
+        kind: ExprKind::Unary {
+            op: UnaryOp::Neg,
+            operand: Box::new(Expr { kind, span }),
+        },
+        span,
+    };
+    match v {
+        ParamValue::Int(i) if *i < 0 => neg(ExprKind::Int(i.unsigned_abs())),
+        ParamValue::Int(i) => Expr {
+            kind: ExprKind::Int(i.unsigned_abs()),
+            span,
+        },
+        ParamValue::Float(f) if f.is_sign_negative() => neg(ExprKind::Float(-f)),
+        ParamValue::Float(f) => Expr {
+            kind: ExprKind::Float(*f),
+            span,
+        },
+        ParamValue::Duration(ns) if *ns < 0 => neg(ExprKind::Duration(ns.saturating_neg())),
+        ParamValue::Duration(ns) => Expr {
+            kind: ExprKind::Duration(*ns),
+            span,
+        },
+        ParamValue::Str(s) => Expr {
+            kind: ExprKind::Str(s.clone()),
+            span,
+        },
     }
 }
 

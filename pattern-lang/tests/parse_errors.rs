@@ -148,7 +148,7 @@ const CASES: &[(&str, &str, &str, usize, usize)] = &[
     (
         "garbage top-level token",
         "event A { x: i64 }\n@@",
-        "expected an item (`enum`, `event`, `rule`, or `query`), found `@`",
+        "expected an item (`enum`, `event`, `rule`, `query`, or `param`), found `@`",
         2,
         1,
     ),
