@@ -525,6 +525,23 @@ pub fn target_class(label_names: &[String], program: &Program, target: Target) -
     pos(&signal).or_else(|| pos(&own))
 }
 
+/// The values as the kernel module's [`Variant`] carries them (the report reads them from
+/// [`variant_values`]).
+fn kernel_values(values: &[(String, ParamValue)]) -> Vec<(String, sweep_kernel::ParamValue)> {
+    values
+        .iter()
+        .map(|(n, v)| {
+            let k = match v {
+                ParamValue::Int(i) => sweep_kernel::ParamValue::Int(*i),
+                ParamValue::Float(f) => sweep_kernel::ParamValue::Float(*f),
+                ParamValue::Duration(d) => sweep_kernel::ParamValue::Duration(*d),
+                ParamValue::Str(s) => sweep_kernel::ParamValue::Str(s.clone()),
+            };
+            (n.clone(), k)
+        })
+        .collect()
+}
+
 /// Parses the parameter flags and compiles every variant against the tape's catalog.
 pub fn build_variants(
     file: &str,
@@ -557,7 +574,7 @@ pub fn build_variants(
                 })?;
         variants.push(Variant {
             index,
-            values,
+            values: kernel_values(&values),
             program,
         });
     }
@@ -879,7 +896,8 @@ fn variant_engine(
         index: v.index,
         source,
     };
-    let text = source_with_values(run.source, &prepared.decls, &v.values)
+    let values = variant_values(&prepared.sweeps, v.index);
+    let text = source_with_values(run.source, &prepared.decls, &values)
         .map_err(|e| engine_err(EngineError::Rules(e)))?;
     let engine = Engine::build(
         run.file,
@@ -1205,8 +1223,7 @@ pub fn run_sweep(
         .iter()
         .zip(counts)
         .map(|(v, c)| {
-            let params = v
-                .values
+            let params = variant_values(&prepared.sweeps, v.index)
                 .iter()
                 .map(|(n, val)| (n.clone(), value_json(val)))
                 .collect();
@@ -1316,7 +1333,7 @@ fn count(
             Ok((
                 SweepPath::GpuKernel,
                 adapter,
-                format!("{} is in a kernel class; --gpu", prepared.target_label),
+                format!("--gpu; {}", plan.describe()),
                 counts,
             ))
         }
@@ -1325,7 +1342,7 @@ fn count(
             Ok((
                 SweepPath::CpuKernel,
                 "cpu".into(),
-                format!("{} is in a kernel class; --cpu", prepared.target_label),
+                format!("--cpu; {}", plan.describe()),
                 counts,
             ))
         }
@@ -1340,7 +1357,7 @@ fn count(
                 Ok((
                     SweepPath::GpuKernel,
                     adapter,
-                    format!("{} is in a kernel class and a GPU adapter is present", prepared.target_label),
+                    format!("{}; a GPU adapter is present", plan.describe()),
                     counts,
                 ))
             }
@@ -1349,7 +1366,7 @@ fn count(
                 Ok((
                     SweepPath::CpuKernel,
                     "cpu".into(),
-                    format!("{} is in a kernel class; no GPU adapter ({e})", prepared.target_label),
+                    format!("{}; no GPU adapter ({e})", plan.describe()),
                     counts,
                 ))
             }
