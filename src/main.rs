@@ -971,7 +971,11 @@ struct SweepArgs {
     /// `NAME=START..END:STEP` (`n=2..9:1`, `w=1m..20m:1m`, `x=0.5..2:0.25`). Repeatable;
     /// variants are the cartesian product in flag order (at most 1,000,000). Parameters not
     /// given keep their declared default.
-    #[arg(long = "param", value_name = "NAME=LIST|RANGE", allow_hyphen_values = true)]
+    #[arg(
+        long = "param",
+        value_name = "NAME=LIST|RANGE",
+        allow_hyphen_values = true
+    )]
     params: Vec<String>,
     /// Count on the GPU kernel; an error says why when the rule is not in a kernel class or no
     /// adapter is found.

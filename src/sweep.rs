@@ -305,7 +305,8 @@ fn expand_range(
                 .iter()
                 .map(|t| decimals_of(t))
                 .try_fold(0usize, |m, d| d.map(|d| m.max(d)));
-            float_range(spec, a, b, s, decimals).map(|v| v.into_iter().map(ParamValue::Float).collect())
+            float_range(spec, a, b, s, decimals)
+                .map(|v| v.into_iter().map(ParamValue::Float).collect())
         }
         (a, _, _) => Err(format!(
             "range `{spec}`: START, END and STEP must all be {}",
@@ -519,8 +520,14 @@ pub fn target_class(label_names: &[String], program: &Program, target: Target) -
             .and_then(|i| u16::try_from(i).ok())
     };
     let (own, signal) = match target {
-        Target::Rule(i) => (program.rules[i].name.clone(), program.rules[i].emit.signal.clone()),
-        Target::Query(i) => (program.queries[i].name.clone(), target_names(program, target).1),
+        Target::Rule(i) => (
+            program.rules[i].name.clone(),
+            program.rules[i].emit.signal.clone(),
+        ),
+        Target::Query(i) => (
+            program.queries[i].name.clone(),
+            target_names(program, target).1,
+        ),
     };
     pos(&signal).or_else(|| pos(&own))
 }
@@ -698,9 +705,9 @@ pub fn read_delivered(
     let mut read = 0u64;
     let (mut late, mut duplicates) = (0u64, 0u64);
     let drain = |seq: &mut Sequencer,
-                     out: &mut EventBatch,
-                     labels: &mut Vec<Label>,
-                     held: &mut HashMap<u64, Label>| {
+                 out: &mut EventBatch,
+                 labels: &mut Vec<Label>,
+                 held: &mut HashMap<u64, Label>| {
         while let Some(r) = seq.pop_ready() {
             if let Ready::Event { event, .. } = r {
                 let label = held.remove(&event.seq).unwrap_or_default();
@@ -1119,8 +1126,7 @@ impl VariantResult {
         c: VariantCounts,
         instances: u64,
     ) -> Self {
-        let precision =
-            (c.signals > 0).then(|| c.true_positives as f64 / c.signals as f64);
+        let precision = (c.signals > 0).then(|| c.true_positives as f64 / c.signals as f64);
         let recall = (instances > 0).then(|| c.instances_found as f64 / instances as f64);
         let f1 = match (precision, recall) {
             (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
@@ -1214,7 +1220,9 @@ pub fn run_sweep(
     let prepare_s = started.elapsed().as_secs_f64();
 
     let counting = Instant::now();
-    let (path, device, reason, counts) = count(opts, &file, &source, &tape, &prepared, &delivered, class, progress)?;
+    let (path, device, reason, counts) = count(
+        opts, &file, &source, &tape, &prepared, &delivered, class, progress,
+    )?;
     let elapsed_s = counting.elapsed().as_secs_f64();
 
     let delivered_n = delivered.events.batch.len() as u64;
@@ -1251,7 +1259,11 @@ pub fn run_sweep(
         reason,
         prepare_s,
         elapsed_s,
-        variant_events_per_s: if elapsed_s > 0.0 { work / elapsed_s } else { 0.0 },
+        variant_events_per_s: if elapsed_s > 0.0 {
+            work / elapsed_s
+        } else {
+            0.0
+        },
         results,
     })
 }
@@ -1283,15 +1295,14 @@ fn count(
     let events = &delivered.events;
     let plan = sweep_kernel::plan(prepared.target, &prepared.variants);
     let kernel_err = |e: sweep_kernel::SweepError| SweepError::Kernel(e.to_string());
-    let run_kernel = |plan: &KernelPlan,
-                      device: SweepDevice<'_>,
-                      progress: &mut dyn FnMut(Stage, u64, u64)| {
-        let n = events.batch.len() as u64;
-        progress(Stage::Kernel, 0, n);
-        let counts = plan.run(events, device).map_err(kernel_err)?;
-        progress(Stage::Kernel, n, n);
-        Ok::<_, SweepError>(counts)
-    };
+    let run_kernel =
+        |plan: &KernelPlan, device: SweepDevice<'_>, progress: &mut dyn FnMut(Stage, u64, u64)| {
+            let n = events.batch.len() as u64;
+            progress(Stage::Kernel, 0, n);
+            let counts = plan.run(events, device).map_err(kernel_err)?;
+            progress(Stage::Kernel, n, n);
+            Ok::<_, SweepError>(counts)
+        };
     let engine = |why: String, progress: &mut dyn FnMut(Stage, u64, u64)| {
         if let Target::Query(_) = prepared.target {
             return Err(SweepError::QueryNotInClass {
@@ -1346,10 +1357,9 @@ fn count(
                 counts,
             ))
         }
-        (DeviceChoice::Cpu | DeviceChoice::Auto, Err(why)) => engine(
-            format!("not in a kernel class: {}", why.0),
-            progress,
-        ),
+        (DeviceChoice::Cpu | DeviceChoice::Auto, Err(why)) => {
+            engine(format!("not in a kernel class: {}", why.0), progress)
+        }
         (DeviceChoice::Auto, Ok(plan)) => match gpu_kernels::context::GpuContext::shared() {
             Ok(ctx) => {
                 let adapter = ctx.adapter().to_string();
@@ -1433,7 +1443,11 @@ impl SweepReport {
         );
         let mut rows: Vec<&VariantResult> = self.results.iter().collect();
         rows.sort_by_key(|r| r.rank);
-        let shown = if top == 0 { rows.len() } else { top.min(rows.len()) };
+        let shown = if top == 0 {
+            rows.len()
+        } else {
+            top.min(rows.len())
+        };
         let mut header: Vec<String> = vec!["rank".into()];
         header.extend(self.params.iter().cloned());
         header.extend(
@@ -1550,7 +1564,10 @@ rule probe
     #[test]
     fn integer_ranges_are_inclusive() {
         let d = ParamValue::Int(0);
-        assert_eq!(ints(&expand("2..9:1", &d).unwrap()), (2..=9).collect::<Vec<_>>());
+        assert_eq!(
+            ints(&expand("2..9:1", &d).unwrap()),
+            (2..=9).collect::<Vec<_>>()
+        );
         assert_eq!(ints(&expand("2..9:3", &d).unwrap()), vec![2, 5, 8]);
         assert_eq!(ints(&expand("-2..2:2", &d).unwrap()), vec![-2, 0, 2]);
         assert_eq!(ints(&expand("4..4:1", &d).unwrap()), vec![4]);
@@ -1580,7 +1597,10 @@ rule probe
         );
         // A running sum gives 0.30000000000000004 and misses 1.0; START + i·STEP, rounded to
         // the decimals written, gives the values as written.
-        assert_eq!(floats(&expand("0.1..0.3:0.1", &d).unwrap()), vec![0.1, 0.2, 0.3]);
+        assert_eq!(
+            floats(&expand("0.1..0.3:0.1", &d).unwrap()),
+            vec![0.1, 0.2, 0.3]
+        );
         let tenths = floats(&expand("0..1:0.1", &d).unwrap());
         assert_eq!(tenths.len(), 11);
         assert_eq!(tenths[3], 0.3);
@@ -1652,8 +1672,7 @@ rule probe
     #[test]
     fn variants_are_the_product_in_flag_order() {
         let d = decls();
-        let sweeps =
-            parse_param_flags(&["n=1..3:1".into(), "w=1m,2m".into()], &d).unwrap();
+        let sweeps = parse_param_flags(&["n=1..3:1".into(), "w=1m,2m".into()], &d).unwrap();
         assert_eq!(variant_count(&sweeps).unwrap(), 6);
         let at = |i| {
             variant_values(&sweeps, i)
@@ -1677,7 +1696,10 @@ rule probe
             },
         ];
         let e = variant_count(&big).unwrap_err().to_string();
-        assert!(e.starts_with("1001000 variants: a sweep may have at most 1000000"), "{e}");
+        assert!(
+            e.starts_with("1001000 variants: a sweep may have at most 1000000"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1707,7 +1729,10 @@ rule probe
         assert_eq!(select_target(&p, None).unwrap(), Target::Rule(0));
         assert_eq!(select_target(&p, Some("probe")).unwrap(), Target::Rule(0));
         let e = select_target(&p, Some("x")).unwrap_err().to_string();
-        assert!(e.contains("no rule or query `x` (it has: rule probe)"), "{e}");
+        assert!(
+            e.contains("no rule or query `x` (it has: rule probe)"),
+            "{e}"
+        );
         let names = vec!["none".to_string(), "probe".to_string()];
         assert_eq!(target_class(&names, &p, Target::Rule(0)), Some(1));
         assert_eq!(target_class(&names[..1], &p, Target::Rule(0)), None);

@@ -10,15 +10,27 @@ use anyhow::Result;
 use common::{s, strix, text, tmp_in};
 use serde_json::Value;
 
-const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/rules/cards_sweep.cep");
+const RULES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/rules/cards_sweep.cep"
+);
 
 /// A 30k-event card tape, generated once per test process.
 fn cards_tape() -> &'static Path {
     static TAPE: OnceLock<PathBuf> = OnceLock::new();
     TAPE.get_or_init(|| {
         let p = tmp_in("sweep", "cards30k.tape");
-        let out = strix(&["gen", "cards", "--events", "30000", "--seed", "11", "-o", s(&p)])
-            .expect("strix gen cards");
+        let out = strix(&[
+            "gen",
+            "cards",
+            "--events",
+            "30000",
+            "--seed",
+            "11",
+            "-o",
+            s(&p),
+        ])
+        .expect("strix gen cards");
         assert!(out.status.success(), "{}", text(&out.stderr));
         p
     })
@@ -74,13 +86,13 @@ fn table(out: &str) -> String {
 /// Parameter sets shared by the path comparisons (product: 96 variants).
 const SMALL: [&str; 8] = [
     "--param",
-    "probes=3..6:1",
+    "probes=1..4:1",
     "--param",
-    "tiny_max=1,2,5",
+    "tiny_max=2,10,30",
     "--param",
     "window=2m..8m:2m",
     "--param",
-    "big_min=500,800",
+    "big_min=100,800",
 ];
 
 #[test]
@@ -98,7 +110,10 @@ fn cpu_kernel_sweeps_a_thousand_variants_into_a_ranked_table() -> Result<()> {
     ])?;
     assert!(ok, "{err}");
     assert!(out.contains("sweep rule card_testing"), "{out}");
-    assert!(out.contains("variants   1000 over probes, tiny_max, big_min"), "{out}");
+    assert!(
+        out.contains("variants   1000 over probes, tiny_max, big_min"),
+        "{out}"
+    );
     assert!(out.contains("CPU kernel"), "{out}");
     assert!(out.contains("label card_testing:"), "{out}");
     assert!(out.contains("variant·events/s"), "{out}");
@@ -257,7 +272,10 @@ fn json_goes_to_out_and_the_table_to_stdout() -> Result<()> {
     assert_eq!(v["target"], "rule card_testing");
     assert_eq!(v["results"].as_array().map(Vec::len), Some(2));
     for r in v["results"].as_array().expect("results") {
-        let (sig, tp) = (r["signals"].as_f64().expect("n"), r["true_positives"].as_f64().expect("tp"));
+        let (sig, tp) = (
+            r["signals"].as_f64().expect("n"),
+            r["true_positives"].as_f64().expect("tp"),
+        );
         if sig > 0.0 {
             assert_eq!(r["precision"].as_f64(), Some(tp / sig));
         }
@@ -304,7 +322,13 @@ fn bad_flags_and_targets_fail_with_a_clear_message() -> Result<()> {
             "several rules and queries; pick one with --rule NAME (rule card_testing, rule card_testing_loose, rule velocity)",
         ),
         (
-            &["--rule", "card_testing_loose", "--gpu", "--param", "probes=5"],
+            &[
+                "--rule",
+                "card_testing_loose",
+                "--gpu",
+                "--param",
+                "probes=5",
+            ],
             "--gpu: rule card_testing_loose is not in a kernel class",
         ),
     ];
