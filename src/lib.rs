@@ -50,6 +50,7 @@ pub use cep_core::rule::ShardSpec;
 pub use feeds;
 pub use pattern_lang;
 
+pub mod fit;
 pub mod pipeline;
 pub mod replay;
 pub mod scoring;

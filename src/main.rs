@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use gpu_kernels::score::ScoreDevice;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use strix::cep_core::expr::ExprDisplay;
 use strix::cep_core::nfa::{AfterMatch, Contiguity, Edge, Selection, Target};
@@ -16,7 +17,7 @@ use strix::cep_core::symbol::SymbolTable;
 use strix::feeds;
 use strix::feeds::r#gen::Generator;
 use strix::feeds::tape::{TapeReader, TapeWriter};
-use strix::replay::{ReplayOptions, RunOptions, parse_duration, replay_run};
+use strix::replay::{ReplayOptions, RunOptions, ScoreRun, parse_duration, replay_run};
 use strix::{DedupOptions, MatcherKind, TimeOptions};
 
 /// Strix: complex event processing for market and transaction streams.
@@ -59,6 +60,52 @@ enum Command {
     /// Sweep a rule's parameters over a labelled tape: precision, recall and F1 per parameter
     /// vector, from one pass over the tape.
     Sweep(SweepArgs),
+    /// Fit scoring models for `score using` rules.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelCommand {
+    /// Fit a logistic regression to the labelled events of a tape (Newton's method with an L2
+    /// penalty, in f64, deterministic) and write it as a strix-model JSON document.
+    Fit(FitArgs),
+}
+
+#[derive(Debug, Args)]
+struct FitArgs {
+    /// Labelled tape to fit on.
+    #[arg(long)]
+    tape: PathBuf,
+    /// Event type whose events are the rows.
+    #[arg(long = "type")]
+    type_name: String,
+    /// Fields used as features, in order (numbers or bools); the rule's emit fields must have
+    /// these names.
+    #[arg(long, value_delimiter = ',', required = true)]
+    features: Vec<String>,
+    /// Label class that is the positive target (events carrying it are 1, the rest 0).
+    #[arg(long, default_value_t = 1)]
+    label_class: u16,
+    /// Output model file (.json).
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Model name (default: the output file's stem).
+    #[arg(long)]
+    name: Option<String>,
+    /// Standardise features (mean 0, unit variance over the training rows); the model stores
+    /// the mean and scale.
+    #[arg(long)]
+    standardize: bool,
+    /// L2 penalty on the weights (not the bias).
+    #[arg(long, default_value_t = 1.0)]
+    l2: f64,
+    /// Most Newton iterations.
+    #[arg(long, default_value_t = 100)]
+    iterations: usize,
+    /// Hold out every K-th event (K-1, 2K-1, ...) from the fit and report metrics on them.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(2..))]
+    holdout_every: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +174,32 @@ struct ReplayArgs {
     /// get a core of their own when there are enough cores (else nothing is pinned).
     #[arg(long)]
     no_pin: bool,
+    /// Directory of models named bare in `score using NAME` (NAME.json; default: the rules
+    /// file's directory). Quoted model paths are relative to the rules file.
+    #[arg(long, value_name = "DIR")]
+    models: Option<PathBuf>,
+    /// Where `score using` models run: `auto` (a real GPU for batches of at least
+    /// --score-min-gpu-batch rows, else the CPU), `gpu` (always; error without an adapter) or
+    /// `cpu`.
+    #[arg(long, value_enum, default_value_t = ScoreDeviceArg::Auto)]
+    score_device: ScoreDeviceArg,
+    /// Signals scored per model call: scored signals (and those after them) are held until this
+    /// many are pending or the tape ends. The output is the same for every size.
+    #[arg(long, value_name = "N", default_value_t = strix::scoring::DEFAULT_SCORE_BATCH as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    score_batch: u32,
+    /// With --score-device auto, calls with fewer rows run on the CPU.
+    #[arg(long, value_name = "N", default_value_t = gpu_kernels::score::DEFAULT_MIN_GPU_BATCH)]
+    score_min_gpu_batch: usize,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ScoreDeviceArg {
+    /// A real GPU for large batches, else the CPU.
+    Auto,
+    /// Always the GPU (a CPU driver such as lavapipe counts).
+    Gpu,
+    /// Always the CPU.
+    Cpu,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -196,9 +269,30 @@ struct ImportArgs {
     /// CSV: unit of the time column (ns, us, ms, s).
     #[arg(long, default_value = "ns")]
     time_unit: String,
+    /// CSV: added to every event time: ns since the UNIX epoch, or a UTC date YYYY-MM-DD or
+    /// YYYY-MM-DDTHH:MM:SS (for time columns that count from a start of their own).
+    #[arg(long, value_name = "NS|DATE", allow_hyphen_values = true)]
+    time_base: Option<String>,
+    /// CSV: write the rows in time order (stable: equal times keep file order). Without it rows
+    /// keep file order and an unsorted file needs `strix replay --max-delay`.
+    #[arg(long)]
+    sort_by_time: bool,
     /// CSV: integer column with the ground-truth label class (0 = none).
     #[arg(long)]
     label_field: Option<String>,
+    /// CSV: names of the label classes 0, 1, 2, ... (default `none,positive`). A rule is scored
+    /// against the class named like its signal (e.g. `none,fraud` for `emit fraud`).
+    #[arg(
+        long,
+        value_name = "NAMES",
+        value_delimiter = ',',
+        requires = "label_field"
+    )]
+    label_names: Vec<String>,
+    /// CSV: injected instances of labelled rows: `row` makes each labelled row an instance of
+    /// its own (recall = share of labelled rows found), `shared` puts all in instance 0.
+    #[arg(long, value_enum, default_value_t = LabelInstancesArg::Row)]
+    label_instances: LabelInstancesArg,
     /// LOBSTER: ticker symbol of the file.
     #[arg(long)]
     symbol: Option<String>,
@@ -210,6 +304,14 @@ struct ImportArgs {
     /// Output tape.
     #[arg(long, short)]
     out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LabelInstancesArg {
+    /// Each labelled row is an instance of its own.
+    Row,
+    /// Every labelled row is instance 0 (one instance per class).
+    Shared,
 }
 
 #[derive(Debug, Subcommand)]
@@ -306,6 +408,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             generate(&args.common, Generator::Ticks, Some(args.symbols)).map(|()| ExitCode::SUCCESS)
         }
         Command::Sweep(args) => run_sweep(&args).map(|()| ExitCode::SUCCESS),
+        Command::Model(ModelCommand::Fit(args)) => fit_model(&args).map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -661,6 +764,16 @@ fn run_replay(args: &ReplayArgs) -> Result<()> {
         batch: args.batch as usize,
         rate: args.rate,
         pin: !args.no_pin,
+        score: ScoreRun {
+            models_dir: args.models.clone(),
+            device: match args.score_device {
+                ScoreDeviceArg::Auto => ScoreDevice::Auto,
+                ScoreDeviceArg::Gpu => ScoreDevice::Gpu,
+                ScoreDeviceArg::Cpu => ScoreDevice::Cpu,
+            },
+            batch: args.score_batch as usize,
+            min_gpu_batch: args.score_min_gpu_batch,
+        },
         ..RunOptions::default()
     };
     let mut late: Option<Box<dyn Write + Send>> = match &args.late_out {
@@ -760,10 +873,31 @@ fn import(args: &ImportArgs) -> Result<()> {
                 time_unit: unit,
                 label_field: args.label_field.clone(),
             };
-            let labels: Vec<String> = if args.label_field.is_some() {
-                vec!["none".into(), "positive".into()]
+            let labels: Vec<String> = if args.label_names.is_empty() {
+                if args.label_field.is_some() {
+                    vec!["none".into(), "positive".into()]
+                } else {
+                    vec!["none".into()]
+                }
             } else {
-                vec!["none".into()]
+                if args.label_names.len() < 2 || args.label_names.iter().any(|n| n.is_empty()) {
+                    bail!(
+                        "--label-names names classes 0, 1, ...: give at least two non-empty names (e.g. none,fraud)"
+                    );
+                }
+                args.label_names.clone()
+            };
+            let rows = feeds::csv_import::CsvRowOptions {
+                time_base_ns: match &args.time_base {
+                    Some(b) => feeds::csv_import::parse_time_base(b)
+                        .map_err(|e| anyhow::anyhow!("--time-base: {e}"))?,
+                    None => 0,
+                },
+                sort_by_time: args.sort_by_time,
+                instances: match args.label_instances {
+                    LabelInstancesArg::Row => feeds::csv_import::LabelInstances::PerRow,
+                    LabelInstancesArg::Shared => feeds::csv_import::LabelInstances::Shared,
+                },
             };
             let mut w = TapeWriter::create(
                 &args.out,
@@ -771,11 +905,12 @@ fn import(args: &ImportArgs) -> Result<()> {
                 &labels,
                 &format!("csv {}", args.input.display()),
             )?;
-            let stats = feeds::csv_import::import_csv(
+            let stats = feeds::csv_import::import_csv_rows(
                 &args.input,
                 &catalog,
                 type_name,
                 &opts,
+                &rows,
                 &mut w,
                 &mut symbols,
             )?;
@@ -1133,5 +1268,72 @@ fn run_sweep(args: &SweepArgs) -> Result<()> {
         }
     }
     print!("{}", report.render(args.top));
+    Ok(())
+}
+
+/// `strix model fit`: fits, prints the fit's metrics and writes the model document.
+fn fit_model(args: &FitArgs) -> Result<()> {
+    use strix::fit::{FitOptions, Metrics, fit_logistic, read_dataset};
+    let tape = TapeReader::open(&args.tape)?;
+    let data = read_dataset(&tape, &args.type_name, &args.features, args.label_class)?;
+    let holdout = args.holdout_every.map(|k| k as usize);
+    let (train, hold) = data.split(holdout);
+    let opts = FitOptions {
+        standardize: args.standardize,
+        l2: args.l2,
+        iterations: args.iterations,
+        ..FitOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let fit = fit_logistic(&train, &opts)?;
+    let secs = started.elapsed().as_secs_f64();
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => args
+            .out
+            .file_stem()
+            .map_or("model".into(), |s| s.to_string_lossy().into_owned()),
+    };
+    let model = fit.to_model(&name);
+    std::fs::write(&args.out, model.to_json() + "\n")
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    let class = tape
+        .label_names()
+        .get(usize::from(args.label_class))
+        .cloned()
+        .unwrap_or_default();
+    println!(
+        "fitted logistic regression `{name}` on {} {} events ({} features, class {} = {class}) in {} Newton iterations{} ({secs:.3} s)",
+        train.rows(),
+        args.type_name,
+        args.features.len(),
+        args.label_class,
+        fit.iterations,
+        if fit.converged { "" } else { ", NOT converged" },
+    );
+    println!(
+        "  l2 {}   standardize {}   model written to {}",
+        args.l2,
+        args.standardize,
+        args.out.display()
+    );
+    let line = |what: &str, m: &Metrics| {
+        let f = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.4}"));
+        println!(
+            "  {what:<8} {:>8} rows ({} positive)   log-loss {:.5}   accuracy {:.4}   at 0.5: precision {}, recall {}",
+            m.rows,
+            m.positives,
+            m.log_loss,
+            m.accuracy,
+            f(m.precision()),
+            f(m.recall())
+        );
+    };
+    line("training", &fit.metrics(&train));
+    if hold.rows() > 0 {
+        line("holdout", &fit.metrics(&hold));
+    } else {
+        println!("  (metrics on the training rows are optimistic: see --holdout-every)");
+    }
     Ok(())
 }

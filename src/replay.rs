@@ -9,6 +9,13 @@
 //! percentiles from hdrhistogram, live runs, evictions, recall/precision against the tape's
 //! labels, event-time counters, derived events per query). Used by `strix replay`.
 //!
+//! Rules with `score using MODEL` go through the scorer stage ([`crate::scoring`]) at the
+//! sink: after the shards' signals are merged, those of model-scored rules are held (with every
+//! signal after them, so the output order stays that of an unscored replay) until
+//! [`ScoreRun::batch`] rows are pending or the stream ends, scored in one call per model, given
+//! a `"score"` after their `"fields"`, and dropped (counted per rule) when below the rule's
+//! threshold, before they are written or scored against the labels.
+//!
 //! With `shards == 0` the engine runs inline on the calling thread, one batch at a time;
 //! otherwise through [`crate::pipeline`]: a feed thread, one engine per shard on its own thread
 //! (each owning a share of the partition keys), and a sink thread that merges the shards'
@@ -23,14 +30,16 @@ use feeds::tape::{TapeError, TapeReader};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
-use crate::pipeline::merge::merge;
+use crate::pipeline::merge::{SignalLine, merge};
 use crate::pipeline::{
     self, Batch, PipelineConfig, PipelineError, RunStats, ShardOutput, SignalBuffer, Sink, Worker,
 };
+use crate::scoring::{DEFAULT_SCORE_BATCH, ScoreOptions, ScoringError, SignalScorer};
 use crate::{
     Engine, EngineConfig, EngineError, LabelScore, MatcherKind, ShardSpec, Signal, SignalOrder,
     TimeOptions,
 };
+use gpu_kernels::score::{DEFAULT_MIN_GPU_BATCH, ScoreDevice};
 
 /// Errors of a replay.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +64,9 @@ pub enum ReplayError {
     /// Writing late events failed.
     #[error("cannot write late events: {0}")]
     LateOutput(std::io::Error),
+    /// A model of a `score using` rule cannot be loaded or run, or a signal cannot be scored.
+    #[error(transparent)]
+    Scoring(#[from] ScoringError),
     /// A pipeline thread panicked (a bug) or the pipeline stopped early.
     #[error("replay pipeline: {0}")]
     Pipeline(String),
@@ -173,6 +185,37 @@ pub struct RuleReport {
     /// Share of signals that include an event of the class.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub precision: Option<f64>,
+    /// Model-scored rules: signals dropped for scoring below the threshold (not in `signals`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub below_threshold: Option<u64>,
+}
+
+/// What the scorer stage did with one model.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ScoringReport {
+    /// Model name (from its document).
+    pub model: String,
+    /// File it was loaded from.
+    pub path: String,
+    /// Kind and size.
+    pub summary: String,
+    /// Rules it scores.
+    pub rules: Vec<String>,
+    /// Requested device: `auto`, `gpu` or `cpu`.
+    pub device: String,
+    /// Where large batches ran: the GPU adapter (a CPU driver says so) or `CPU`.
+    pub adapter: String,
+    /// Why `auto` did not use a GPU, when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// Rows (signals) scored.
+    pub rows: u64,
+    /// Scoring calls that ran on the GPU.
+    pub gpu_batches: u64,
+    /// Scoring calls that ran on the CPU.
+    pub cpu_batches: u64,
+    /// Time in scoring calls, seconds.
+    pub seconds: f64,
 }
 
 /// Event-time results of a replay.
@@ -253,6 +296,9 @@ pub struct ReplayReport {
     pub queries: Vec<QueryReport>,
     /// Per-rule results.
     pub rules: Vec<RuleReport>,
+    /// Per-model results of the scorer stage (empty without `score using` rules).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scoring: Vec<ScoringReport>,
 }
 
 /// How to run a replay: matcher, sharding, batching, pacing.
@@ -272,6 +318,32 @@ pub struct RunOptions {
     /// Messages per pipeline ring (at least 1); `None`: by batch size and pacing
     /// ([`crate::pipeline::default_ring_capacity`]).
     pub ring_capacity: Option<usize>,
+    /// The scorer stage of `score using` rules.
+    pub score: ScoreRun,
+}
+
+/// How `score using` rules are scored in a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScoreRun {
+    /// Directory of bare model names (default: the rules file's directory).
+    pub models_dir: Option<PathBuf>,
+    /// Where to score: `Auto` (GPU for large batches on a real GPU), `Gpu` or `Cpu`.
+    pub device: ScoreDevice,
+    /// Most signals scored per call, and most scored signals held back for one call.
+    pub batch: usize,
+    /// With `Auto`, smaller calls go to the CPU.
+    pub min_gpu_batch: usize,
+}
+
+impl Default for ScoreRun {
+    fn default() -> Self {
+        Self {
+            models_dir: None,
+            device: ScoreDevice::Auto,
+            batch: DEFAULT_SCORE_BATCH,
+            min_gpu_batch: DEFAULT_MIN_GPU_BATCH,
+        }
+    }
 }
 
 impl Default for RunOptions {
@@ -283,6 +355,7 @@ impl Default for RunOptions {
             rate: None,
             pin: true,
             ring_capacity: None,
+            score: ScoreRun::default(),
         }
     }
 }
@@ -377,6 +450,16 @@ pub fn replay_run(
             pos(&r.emit.signal).or_else(|| pos(&r.name))
         })
         .collect();
+    let scorer = SignalScorer::new(
+        first.program(),
+        &ScoreOptions {
+            models_dir: run.score.models_dir.clone(),
+            device: run.score.device,
+            batch: run.score.batch.max(1),
+            min_gpu_batch: run.score.min_gpu_batch,
+            ..ScoreOptions::for_rules(&opts.rules)
+        },
+    )?;
     let late_wanted = late.is_some();
     let mut sink = ReplaySink {
         signals,
@@ -388,6 +471,7 @@ pub fn replay_run(
         score: LabelScore::default(),
         count: 0,
         late_line: Vec::with_capacity(256),
+        held: scorer.map(|scorer| Held::new(scorer, first.program())),
     };
     let config = PipelineConfig {
         batch_rows: run.batch.max(1),
@@ -417,8 +501,8 @@ pub fn replay_run(
             .map_err(ReplayError::from_pipeline)?;
         (workers.into_iter().map(|w| w.engine).collect(), stats)
     };
-    let (score, signal_count) = (sink.score, sink.count);
-    report(
+    let (score, signal_count, held) = (sink.score, sink.count, sink.held);
+    let mut out = report(
         opts,
         run,
         &engines,
@@ -427,7 +511,33 @@ pub fn replay_run(
         signal_count,
         &rule_class,
         &label_names,
-    )
+    )?;
+    if let Some(h) = held {
+        for (r, rule) in out.rules.iter_mut().enumerate() {
+            if h.scorer.scores_rule(r) {
+                rule.below_threshold = Some(h.dropped.get(r).copied().unwrap_or(0));
+            }
+        }
+        out.scoring = h
+            .scorer
+            .stats()
+            .into_iter()
+            .map(|m| ScoringReport {
+                model: m.name,
+                path: m.path.display().to_string(),
+                summary: m.summary,
+                rules: m.rules,
+                device: m.device.to_string(),
+                adapter: m.device_name,
+                fallback: m.fallback,
+                rows: m.stats.rows,
+                gpu_batches: m.stats.gpu_batches,
+                cpu_batches: m.stats.cpu_batches,
+                seconds: m.seconds,
+            })
+            .collect();
+    }
+    Ok(out)
 }
 
 /// Builds the report from the engines of every shard (one when inline).
@@ -472,6 +582,7 @@ fn report(
                 instances,
                 recall,
                 precision,
+                below_threshold: None,
             }
         })
         .collect();
@@ -532,6 +643,7 @@ fn report(
         derived_events: engine_stats.derived_events,
         queries,
         rules,
+        scoring: Vec::new(),
     })
 }
 
@@ -584,6 +696,179 @@ struct ReplaySink<'a> {
     score: LabelScore,
     count: u64,
     late_line: Vec<u8>,
+    /// The scorer stage and the signals it holds back (`None` without `score using` rules).
+    held: Option<Held>,
+}
+
+/// Where signals that are let through go: the writer, counted and scored against the labels.
+struct Emit<'a, 'w> {
+    w: &'a mut (dyn Write + Send + 'w),
+    score: &'a mut LabelScore,
+    count: &'a mut u64,
+    rule_class: &'a [Option<u16>],
+}
+
+impl Emit<'_, '_> {
+    fn write(&mut self, rule: usize, seq: &[u64], line: &[u8]) -> Result<(), ReplayError> {
+        *self.count += 1;
+        self.score
+            .score(rule, self.rule_class.get(rule).copied().flatten(), seq);
+        self.w.write_all(line).map_err(ReplayError::Output)
+    }
+}
+
+/// A held signal: its rule, where its line and seqs end in [`Held`]'s buffers, and its row
+/// `(model, index)` when it is model-scored.
+#[derive(Debug, Clone, Copy)]
+struct HeldEntry {
+    rule: usize,
+    line_end: usize,
+    seq_end: usize,
+    row: Option<(usize, usize)>,
+}
+
+/// The part of a signal line the scorer reads.
+#[derive(serde::Deserialize)]
+struct LineFields {
+    signal: String,
+    fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The scorer stage at the sink: signals in output order, held from the first model-scored one
+/// until a batch of rows is pending or the stream ends.
+struct Held {
+    scorer: SignalScorer,
+    /// Per rule: the signal name of its match emit (its timeout signals are not model-scored).
+    match_signal: Vec<String>,
+    lines: Vec<u8>,
+    seqs: Vec<u64>,
+    entries: Vec<HeldEntry>,
+    /// Per model: pending feature rows (row-major) and their scores.
+    rows: Vec<Vec<f32>>,
+    scores: Vec<Vec<f32>>,
+    pending: usize,
+    /// Per rule: signals dropped below the threshold.
+    dropped: Vec<u64>,
+    line: Vec<u8>,
+}
+
+impl Held {
+    fn new(scorer: SignalScorer, program: &cep_core::rule::Program) -> Held {
+        let models = scorer.model_count();
+        Held {
+            match_signal: program
+                .rules
+                .iter()
+                .map(|r| r.emit.signal.clone())
+                .collect(),
+            lines: Vec::new(),
+            seqs: Vec::new(),
+            entries: Vec::new(),
+            rows: vec![Vec::new(); models],
+            scores: vec![Vec::new(); models],
+            pending: 0,
+            dropped: vec![0; program.rules.len()],
+            line: Vec::new(),
+            scorer,
+        }
+    }
+
+    /// Takes one merged signal: written at once when nothing is held and it needs no score,
+    /// else held (and the held signals flushed when a batch of rows is pending).
+    fn take(
+        &mut self,
+        s: SignalLine<'_, SignalOrder>,
+        out: &mut Emit<'_, '_>,
+    ) -> Result<(), ReplayError> {
+        let model = self.scorer.model_of(s.rule);
+        if model.is_none() && self.entries.is_empty() {
+            return out.write(s.rule, s.seq, s.line);
+        }
+        let mut row = None;
+        if let Some(m) = model {
+            let parsed: LineFields = serde_json::from_slice(s.line).map_err(|e| {
+                ReplayError::Output(std::io::Error::other(format!(
+                    "cannot read back a signal line to score it: {e}"
+                )))
+            })?;
+            if self.match_signal.get(s.rule) == Some(&parsed.signal) {
+                let rows = &mut self.rows[m];
+                let n = self.scorer.feature_count(m).max(1);
+                self.scorer.push_row_json(s.rule, &parsed.fields, rows)?;
+                row = Some((m, rows.len() / n - 1));
+                self.pending += 1;
+            }
+        }
+        self.lines.extend_from_slice(s.line);
+        self.seqs.extend_from_slice(s.seq);
+        self.entries.push(HeldEntry {
+            rule: s.rule,
+            line_end: self.lines.len(),
+            seq_end: self.seqs.len(),
+            row,
+        });
+        if self.pending >= self.scorer.batch() {
+            self.flush(out)?;
+        }
+        Ok(())
+    }
+
+    /// Scores every pending row (one call per model) and lets the held signals through in
+    /// order: scored ones with their score, below-threshold ones dropped and counted.
+    fn flush(&mut self, out: &mut Emit<'_, '_>) -> Result<(), ReplayError> {
+        for m in 0..self.rows.len() {
+            let n = self.scorer.feature_count(m).max(1);
+            let rows = std::mem::take(&mut self.rows[m]);
+            let scores = &mut self.scores[m];
+            scores.clear();
+            scores.resize(rows.len() / n, 0.0);
+            let result = self.scorer.score_rows(m, &rows, scores);
+            self.rows[m] = rows;
+            self.rows[m].clear();
+            result?;
+        }
+        let (mut line_start, mut seq_start) = (0, 0);
+        for e in std::mem::take(&mut self.entries) {
+            let line = &self.lines[line_start..e.line_end];
+            let seq = &self.seqs[seq_start..e.seq_end];
+            (line_start, seq_start) = (e.line_end, e.seq_end);
+            match e.row {
+                None => out.write(e.rule, seq, line)?,
+                Some((m, i)) => {
+                    let score = f64::from(self.scores[m][i]);
+                    if !self.scorer.passes_score(e.rule, Some(score)) {
+                        self.dropped[e.rule] += 1;
+                        continue;
+                    }
+                    splice_score(line, score, &mut self.line);
+                    out.write(e.rule, seq, &self.line)?;
+                }
+            }
+        }
+        self.lines.clear();
+        self.seqs.clear();
+        self.pending = 0;
+        Ok(())
+    }
+}
+
+/// Writes `line` (a signal's JSON line) to `out` with `"score":x` after its `"fields"`, that is
+/// before the final `"id"` (which [`Signal::to_json`] always writes last).
+fn splice_score(line: &[u8], score: f64, out: &mut Vec<u8>) {
+    const ID: &[u8] = b",\"id\":\"";
+    out.clear();
+    let at = line
+        .windows(ID.len())
+        .rposition(|w| w == ID)
+        .or_else(|| line.iter().rposition(|&b| b == b'}'))
+        .unwrap_or(line.len());
+    out.extend_from_slice(&line[..at]);
+    out.extend_from_slice(b",\"score\":");
+    match serde_json::Number::from_f64(score) {
+        Some(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(&line[at..]);
 }
 
 impl ReplaySink<'_> {
@@ -592,20 +877,36 @@ impl ReplaySink<'_> {
             return Err(ReplayError::Output(std::io::Error::other(e.to_string())));
         }
         let mut result = Ok(());
-        let (score, count, rule_class, w) = (
-            &mut self.score,
-            &mut self.count,
-            self.rule_class,
-            &mut self.signals,
-        );
+        let mut out = Emit {
+            w: &mut *self.signals,
+            score: &mut self.score,
+            count: &mut self.count,
+            rule_class: self.rule_class,
+        };
+        let held = &mut self.held;
         merge(outputs, |s| {
-            *count += 1;
-            score.score(s.rule, rule_class.get(s.rule).copied().flatten(), s.seq);
             if result.is_ok() {
-                result = w.write_all(s.line);
+                result = match held {
+                    None => out.write(s.rule, s.seq, s.line),
+                    Some(h) => h.take(s, &mut out),
+                };
             }
         });
-        result.map_err(ReplayError::Output)
+        result
+    }
+
+    /// Lets every held signal through (end of stream).
+    fn flush_held(&mut self) -> Result<(), ReplayError> {
+        let Some(h) = self.held.as_mut() else {
+            return Ok(());
+        };
+        let mut out = Emit {
+            w: &mut *self.signals,
+            score: &mut self.score,
+            count: &mut self.count,
+            rule_class: self.rule_class,
+        };
+        h.flush(&mut out)
     }
 }
 
@@ -648,6 +949,7 @@ impl Sink<SignalOrder> for ReplaySink<'_> {
 
     fn finish(&mut self, outputs: &[ShardOutput<SignalOrder>]) -> Result<(), ReplayError> {
         self.write_signals(outputs)?;
+        self.flush_held()?;
         self.signals.flush().map_err(ReplayError::Output)?;
         if let Some(w) = self.late.as_deref_mut() {
             w.flush().map_err(ReplayError::LateOutput)?;
@@ -772,8 +1074,34 @@ impl ReplayReport {
                     f(r.precision)
                 );
             }
+            if let Some(n) = r.below_threshold {
+                let _ = write!(s, "   ({n} below the score threshold, dropped)");
+            }
             if r.evictions > 0 {
                 let _ = write!(s, "   ({} evictions)", r.evictions);
+            }
+            s.push('\n');
+        }
+        for m in &self.scoring {
+            let rate = if m.seconds > 0.0 {
+                format!("{:.0} rows/s", m.rows as f64 / m.seconds)
+            } else {
+                "n/a rows/s".to_string()
+            };
+            let _ = writeln!(
+                s,
+                "  scoring     model {} ({}) for {}: {} rows, {} GPU batches, {} CPU batches, {:.3} s in scoring ({rate})",
+                m.model,
+                m.summary,
+                m.rules.join(", "),
+                m.rows,
+                m.gpu_batches,
+                m.cpu_batches,
+                m.seconds
+            );
+            let _ = write!(s, "              device {} on {}", m.device, m.adapter);
+            if let Some(why) = &m.fallback {
+                let _ = write!(s, " ({why})");
             }
             s.push('\n');
         }

@@ -5,8 +5,14 @@
 //! Every field of the type needs a column of the same name; the event time comes from
 //! [`CsvOptions::time_field`] and an optional label class from [`CsvOptions::label_field`]. Other
 //! columns are ignored and listed in [`ImportStats::ignored_columns`].
-//! Output: events appended to a [`TapeWriter`] in file order (symbols interned into a
-//! [`SymbolTable`]). Next stage: [`TapeWriter::finish`], then replay.
+//! Output: events appended to a [`TapeWriter`] in file order, or in time order with
+//! [`CsvRowOptions::sort_by_time`] (symbols interned into a [`SymbolTable`]). Next stage:
+//! [`TapeWriter::finish`], then replay.
+//!
+//! [`CsvRowOptions`] (taken by [`import_csv_rows`]) adds a time base (for time columns that
+//! count from some start rather than from the UNIX epoch, such as the ULB credit-card file's
+//! `Time`, seconds since its first transaction), sorting by time (the tape then needs no
+//! reordering at replay; ties keep file order) and how labelled rows map to instances.
 //!
 //! Cell syntax by field type: `i64`/`u64` integers, `f64` any Rust float literal, `bool`
 //! `true`/`false`/`1`/`0` (case-insensitive), `sym` any text (interned), `ts` integer ns since
@@ -107,6 +113,87 @@ impl Default for CsvOptions {
             label_field: None,
         }
     }
+}
+
+/// Which injected instance a labelled row belongs to (the tape's `Label::instance`, which
+/// replay recall counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum LabelInstances {
+    /// Every row gets instance 0: each class is one instance.
+    #[default]
+    Shared,
+    /// Each row with a non-zero class is an instance of its own, numbered 1, 2, ... in file
+    /// order (recall is then the share of labelled rows some signal includes).
+    PerRow,
+}
+
+/// Options beyond [`CsvOptions`]: time base, row order, label instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CsvRowOptions {
+    /// Added to every event time, ns (for time columns that count from a start of their own).
+    pub time_base_ns: i64,
+    /// Write rows in time order (stable: rows with equal times keep file order). Reads the whole
+    /// file into memory first.
+    pub sort_by_time: bool,
+    /// How labelled rows map to instances.
+    pub instances: LabelInstances,
+}
+
+/// Parses a time base: an integer number of ns since the UNIX epoch, or a UTC date
+/// `YYYY-MM-DD` (midnight) or date and time `YYYY-MM-DDTHH:MM:SS[Z]`.
+pub fn parse_time_base(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if let Ok(ns) = s.parse::<i64>() {
+        return Ok(ns);
+    }
+    let bad = || {
+        format!(
+            "bad time base `{s}` (expected ns since the UNIX epoch, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, UTC)"
+        )
+    };
+    let (date, time) = s.split_once('T').unwrap_or((s, "00:00:00"));
+    let time = time.trim_end_matches('Z');
+    let num = |t: &str, len: usize| -> Option<i64> {
+        (t.len() == len && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    let d: Vec<&str> = date.split('-').collect();
+    let t: Vec<&str> = time.split(':').collect();
+    let [y, m, dd] = d[..] else { return Err(bad()) };
+    let [hh, mm, ss] = t[..] else {
+        return Err(bad());
+    };
+    let (Some(y), Some(m), Some(dd), Some(hh), Some(mm), Some(ss)) = (
+        num(y, 4),
+        num(m, 2),
+        num(dd, 2),
+        num(hh, 2),
+        num(mm, 2),
+        num(ss, 2),
+    ) else {
+        return Err(bad());
+    };
+    let month_days = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let max_day = match m {
+        2 if leap => 29,
+        1..=12 => month_days[(m - 1) as usize],
+        _ => return Err(bad()),
+    };
+    if !(1..=max_day).contains(&dd) || hh > 23 || mm > 59 || ss > 59 || !(1678..=2261).contains(&y)
+    {
+        return Err(bad());
+    }
+    // Days from civil (H. Hinnant), March-based years.
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + dd - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000_000)
 }
 
 /// What an import did.
@@ -244,7 +331,8 @@ pub enum ImportError {
     },
 }
 
-/// Imports every row of `input` as an event of type `type_name`, appending to `writer`.
+/// Imports every row of `input` as an event of type `type_name`, appending to `writer` in file
+/// order (no time base, instance 0: [`CsvRowOptions::default`]).
 ///
 /// `catalog` must agree with the writer's catalog on `type_name` (same id and fields).
 pub fn import_csv(
@@ -252,6 +340,28 @@ pub fn import_csv(
     catalog: &Catalog,
     type_name: &str,
     opts: &CsvOptions,
+    writer: &mut TapeWriter,
+    symbols: &mut SymbolTable,
+) -> Result<ImportStats, ImportError> {
+    import_csv_rows(
+        input,
+        catalog,
+        type_name,
+        opts,
+        &CsvRowOptions::default(),
+        writer,
+        symbols,
+    )
+}
+
+/// As [`import_csv`], with a time base, optional sorting by time and label instances as `rows`
+/// says.
+pub fn import_csv_rows(
+    input: &Path,
+    catalog: &Catalog,
+    type_name: &str,
+    opts: &CsvOptions,
+    rows: &CsvRowOptions,
     writer: &mut TapeWriter,
     symbols: &mut SymbolTable,
 ) -> Result<ImportStats, ImportError> {
@@ -339,6 +449,9 @@ pub fn import_csv(
     let mut record = csv::StringRecord::new();
     let mut slots = vec![0u64; ty.fields.len()];
     let mut events = 0u64;
+    let mut labelled = 0u32;
+    // Rows held for sorting: (ts, label, line, slots).
+    let mut held: Vec<(i64, Label, u64, Vec<u64>)> = Vec::new();
     loop {
         match rdr.read_record(&mut record) {
             Ok(true) => {}
@@ -356,30 +469,54 @@ pub fn import_csv(
             found: cell(col).into(),
         };
 
-        let ts = parse_scaled_decimal(cell(time_col), decimals).ok_or_else(|| {
-            bad(
-                time_col,
-                &opts.time_field,
-                format!("a time in {} (integer or decimal)", opts.time_unit),
-            )
-        })?;
+        let ts = parse_scaled_decimal(cell(time_col), decimals)
+            .and_then(|t| t.checked_add(rows.time_base_ns))
+            .ok_or_else(|| {
+                bad(
+                    time_col,
+                    &opts.time_field,
+                    format!("a time in {} (integer or decimal)", opts.time_unit),
+                )
+            })?;
         for ((slot, f), &col) in slots.iter_mut().zip(&ty.fields).zip(&field_cols) {
             *slot = parse_cell(catalog, symbols, f.ty, cell(col))
                 .ok_or_else(|| bad(col, &f.name, expected(catalog, f.ty)))?;
         }
         let label = match label_col {
-            Some(col) => Label {
-                class: cell(col).parse::<u16>().map_err(|_| {
+            Some(col) => {
+                let class = cell(col).parse::<u16>().map_err(|_| {
                     bad(
                         col,
                         &columns[col],
                         "an integer label class (0..65535)".into(),
                     )
-                })?,
-                instance: 0,
-            },
+                })?;
+                let instance = if class != 0 && rows.instances == LabelInstances::PerRow {
+                    labelled = labelled.saturating_add(1);
+                    labelled
+                } else {
+                    0
+                };
+                Label { class, instance }
+            }
             None => Label::default(),
         };
+        if rows.sort_by_time {
+            held.push((ts, label, line, slots.clone()));
+            continue;
+        }
+        writer
+            .push(ts, type_id, label, &slots)
+            .map_err(|source| ImportError::Tape {
+                path: path.clone(),
+                line,
+                source,
+            })?;
+        events += 1;
+    }
+    // A stable sort: rows at the same time keep file order.
+    held.sort_by_key(|r| r.0);
+    for (ts, label, line, slots) in held {
         writer
             .push(ts, type_id, label, &slots)
             .map_err(|source| ImportError::Tape {
@@ -539,5 +676,103 @@ mod tests {
         assert_eq!(parse_scaled_decimal("1a", 9), None);
         assert_eq!(parse_scaled_decimal("99999999999", 9), None);
         assert_eq!(parse_scaled_decimal("1e400", 0), None);
+    }
+
+    #[test]
+    fn time_bases_parse_as_ns_or_utc_dates() {
+        assert_eq!(parse_time_base("0"), Ok(0));
+        assert_eq!(parse_time_base("-5"), Ok(-5));
+        assert_eq!(parse_time_base("1970-01-02"), Ok(86_400_000_000_000));
+        assert_eq!(parse_time_base("2013-09-01"), Ok(1_377_993_600_000_000_000));
+        assert_eq!(
+            parse_time_base("2013-09-01T01:02:03Z"),
+            Ok(1_377_993_600_000_000_000 + 3_723_000_000_000)
+        );
+        assert_eq!(parse_time_base("2000-02-29"), Ok(951_782_400_000_000_000));
+        for bad in [
+            "",
+            "2013-9-1",
+            "2013-02-29",
+            "2013-13-01",
+            "2013-09-01T24:00:00",
+            "x",
+        ] {
+            let e = parse_time_base(bad).expect_err(bad);
+            assert!(e.contains("bad time base"), "{e}");
+        }
+    }
+
+    /// Imports `csv` (columns `t,v,c`) as type `T { v: f64 }` and returns (ts, v, class, instance).
+    fn import_rows(csv: &str, rows: &CsvRowOptions) -> Vec<(i64, f64, u16, u32)> {
+        use crate::tape::TapeReader;
+        let dir = std::env::temp_dir().join(format!(
+            "strix-csv-rows-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let input = dir.join("in.csv");
+        let tape = dir.join("out.tape");
+        std::fs::write(&input, csv).unwrap();
+        let mut c = Catalog::new();
+        c.add_type("T", &[("v", FieldType::F64)]).unwrap();
+        let mut symbols = SymbolTable::new();
+        let labels = ["none".to_string(), "fraud".to_string()];
+        let mut w = TapeWriter::create(&tape, &c, &labels, "test").unwrap();
+        let opts = CsvOptions {
+            time_field: "t".into(),
+            time_unit: TimeUnit::S,
+            label_field: Some("c".into()),
+        };
+        let stats = import_csv_rows(&input, &c, "T", &opts, rows, &mut w, &mut symbols).unwrap();
+        w.finish(&symbols).unwrap();
+        let r = TapeReader::open(&tape).unwrap();
+        let mut out = Vec::new();
+        for b in r.batches() {
+            let b = b.unwrap();
+            for i in 0..b.len() {
+                out.push((
+                    b.ts()[i],
+                    f64::from_bits(b.slot_column(0)[i]),
+                    b.classes()[i],
+                    b.instances()[i],
+                ));
+            }
+        }
+        assert_eq!(stats.events as usize, out.len());
+        std::fs::remove_dir_all(&dir).unwrap();
+        out
+    }
+
+    const UNSORTED: &str =
+        "\u{feff}t,v,c\r\n0,1.5,0\r\n2.25,2,0\r\n0.5,3,1\r\n2.25,4,1\r\n1,5,0\r\n";
+
+    #[test]
+    fn rows_sort_by_time_stably_with_a_time_base_and_one_instance_per_labelled_row() {
+        let rows = CsvRowOptions {
+            time_base_ns: 1_000,
+            sort_by_time: true,
+            instances: LabelInstances::PerRow,
+        };
+        let got = import_rows(UNSORTED, &rows);
+        let s = 1_000_000_000;
+        assert_eq!(
+            got,
+            vec![
+                (1_000, 1.5, 0, 0),
+                (s / 2 + 1_000, 3.0, 1, 1),
+                (s + 1_000, 5.0, 0, 0),
+                (2 * s + s / 4 + 1_000, 2.0, 0, 0),
+                (2 * s + s / 4 + 1_000, 4.0, 1, 2),
+            ]
+        );
+    }
+
+    #[test]
+    fn rows_keep_file_order_by_default() {
+        let got = import_rows(UNSORTED, &CsvRowOptions::default());
+        let v: Vec<f64> = got.iter().map(|r| r.1).collect();
+        assert_eq!(v, vec![1.5, 2.0, 3.0, 4.0, 5.0]);
+        assert!(got.iter().all(|r| r.3 == 0), "{got:?}");
     }
 }
