@@ -1159,6 +1159,9 @@ struct SweepArgs {
     /// Cap of live partial matches per partition key (engine path).
     #[arg(long, default_value_t = 10_000)]
     max_runs_per_key: usize,
+    /// Directory of the models named by `score using NAME` (default: the rules file's).
+    #[arg(long, value_name = "DIR")]
+    models: Option<PathBuf>,
     /// Rows per batch pushed to the engines on the engine path.
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     batch: u32,
@@ -1179,7 +1182,11 @@ fed from one pass over the tape. Every path gives the same counts.
 
 Scoring: the rule is scored against the tape's label class named like its signal (else like
 the rule). precision = true-positive signals / signals, recall = instances found / instances,
-F1 = 2PR / (P + R). The table is sorted by F1, best first, ties by variant order.";
+F1 = 2PR / (P + R). The table is sorted by F1, best first, ties by variant order.
+
+Score thresholds: when the variants of a `score using MODEL threshold $t` rule differ only in
+$t, the engine runs once, its signals are scored once (--gpu / --cpu pick the scoring device)
+and each threshold counts the signals scoring at least $t.";
 
 /// The event-time options of `strix sweep` (the same flags as `strix replay`).
 fn sweep_time_options(args: &SweepArgs) -> Result<TimeOptions> {
@@ -1234,6 +1241,7 @@ fn run_sweep(args: &SweepArgs) -> Result<()> {
         time: sweep_time_options(args)?,
         max_runs_per_key: args.max_runs_per_key,
         batch: args.batch as usize,
+        models: args.models.clone(),
         ..SweepOptions::new(args.rules.clone(), args.tape.clone(), args.params.clone())
     };
     let bar = progress_bar(0, "sweep: reading");

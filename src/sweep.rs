@@ -32,18 +32,21 @@ use std::time::Instant;
 
 use cep_core::event::{EventBatch, EventView, Label};
 use cep_core::reference::MatcherConfig;
-use cep_core::rule::Program;
+use cep_core::rule::{Program, ScoreSource};
 use cep_core::schema::{Catalog, TypeId};
+use cep_core::signal::{Signal as RawSignal, SignalKind};
 use cep_core::symbol::SymbolTable;
 use cep_core::time::{DedupConfig, Ready, Sequencer, TimeConfig};
 use feeds::tape::{TapeError, TapeReader};
 use pattern_lang::{ParamDecl, ParamValue};
 use serde::Serialize;
 
+use crate::scoring::{ScoreOptions, SignalScorer};
 use crate::sweep_kernel::{
     self, DeliveredEvents, KernelPlan, SweepDevice, Target, Variant, VariantCounts,
 };
 use crate::{Engine, EngineConfig, EngineError, MatcherKind, TimeOptions};
+use gpu_kernels::score::ScoreDevice;
 
 /// Most variants one sweep may have.
 pub const MAX_VARIANTS: usize = 1_000_000;
@@ -785,7 +788,7 @@ struct Tally {
 impl Tally {
     /// Scores one signal's matched events against the class labels (seq to instance), as
     /// [`crate::LabelScore::score`] does.
-    fn score(&mut self, labels: &HashMap<u64, u32>, seq: &[u64]) {
+    fn score(&mut self, labels: &ClassLabels, seq: &[u64]) {
         self.signals += 1;
         let mut tp = false;
         for s in seq {
@@ -806,6 +809,43 @@ impl Tally {
             instances_found: self.found.len() as u64,
         }
     }
+}
+
+/// Which delivered events carry the class: seq to instance.
+type ClassLabels = HashMap<u64, u32>;
+
+/// A target rule's signals kept for the model scorer, with what the labels say of each.
+#[derive(Debug, Default)]
+struct Scored {
+    signals: Vec<RawSignal>,
+}
+
+impl Scored {
+    /// Scores the kept signals, tallies those that reach `threshold` (timeouts always count,
+    /// as in replay) and forgets them.
+    fn flush(
+        &mut self,
+        scorer: &mut SignalScorer,
+        threshold: Option<f64>,
+        labels: &ClassLabels,
+        tally: &mut Tally,
+    ) -> Result<(), SweepError> {
+        scorer
+            .score(&mut self.signals)
+            .map_err(|e| SweepError::Scoring(e.to_string()))?;
+        for s in self.signals.drain(..) {
+            if passes(&s, threshold) {
+                tally.score(labels, &s.seq);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a signal reaches `threshold` (`score >= threshold`; NaN and no score never do;
+/// timeout signals carry no model score and always pass), as the scorer stage decides.
+fn passes(s: &RawSignal, threshold: Option<f64>) -> bool {
+    s.kind != SignalKind::Match || threshold.is_none_or(|t| s.score.is_some_and(|x| x >= t))
 }
 
 /// The byte range of the literal of `param NAME = LITERAL` whose declaration starts at `at`.
@@ -891,6 +931,8 @@ pub struct EngineRun<'a> {
     pub lateness: i64,
     /// Rows per batch.
     pub batch_rows: usize,
+    /// How to score signals of a `score using` target (`None`: it has none).
+    pub scoring: Option<ScoreOptions>,
 }
 
 /// One engine of `prepared`'s variant `v`, compiled from the source with its values.
@@ -956,6 +998,129 @@ pub fn run_engine_path(
         .collect::<Result<Vec<_>, _>>()?;
     let labels = class_labels(events, class);
     let mut tallies: Vec<Tally> = (0..engines.len()).map(|_| Tally::default()).collect();
+    // A model-scored target: signals are scored per batch and count when they reach the
+    // variant's threshold (the model and fields are the same in every variant).
+    let mut scorer = match &run.scoring {
+        Some(opts) => new_scorer(&prepared.variants[0].program, opts)?,
+        None => None,
+    };
+    let thresholds: Vec<Option<f64>> = prepared
+        .variants
+        .iter()
+        .map(|v| score_threshold(&v.program, rule))
+        .collect();
+    let mut kept = Scored::default();
+    let all = &events.batch;
+    let total = all.len();
+    let step = run.batch_rows.max(1);
+    let mut chunk = EventBatch::with_capacity(all.slot_count(), step);
+    let mut start = 0;
+    loop {
+        let end = (start + step).min(total);
+        let last = start >= total;
+        if !last {
+            chunk.clear();
+            chunk.extend_from_rows(all, start..end);
+        }
+        for (v, (engine, tally)) in engines.iter_mut().zip(&mut tallies).enumerate() {
+            let mut on_signal = |s: crate::Signal<'_>| {
+                if s.raw.rule == rule {
+                    if scorer.is_some() {
+                        kept.signals.push(s.raw.clone());
+                    } else {
+                        tally.score(&labels, &s.raw.seq);
+                    }
+                }
+            };
+            if last {
+                engine.finish(&mut on_signal);
+            } else {
+                engine.push_batch(&chunk, &mut on_signal, |_| {});
+            }
+            if let Some(sc) = scorer.as_mut() {
+                kept.flush(sc, thresholds[v], &labels, tally)?;
+            }
+        }
+        if last {
+            break;
+        }
+        start = end;
+        progress(end as u64, total as u64);
+    }
+    Ok(tallies.iter().map(Tally::counts).collect())
+}
+
+/// The scorer stage of `program`, or `None` when no rule uses `score using`.
+fn new_scorer(program: &Program, opts: &ScoreOptions) -> Result<Option<SignalScorer>, SweepError> {
+    SignalScorer::new(program, opts).map_err(|e| SweepError::Scoring(e.to_string()))
+}
+
+/// The `threshold` of rule `rule`'s `score using` clause.
+fn score_threshold(program: &Program, rule: usize) -> Option<f64> {
+    program.rules.get(rule)?.emit.score.as_ref()?.threshold
+}
+
+/// True when rule `rule`'s signals are scored by a model (`score using`).
+fn model_scored(program: &Program, rule: usize) -> bool {
+    program.rules.get(rule).is_some_and(|r| {
+        matches!(
+            r.emit.score.as_ref().map(|s| &s.source),
+            Some(ScoreSource::Model(_))
+        )
+    })
+}
+
+/// The score thresholds of the variants when the target is a model-scored rule and the
+/// variants differ in nothing but that threshold; `None` otherwise.
+fn threshold_sweep(prepared: &Prepared) -> Option<Vec<Option<f64>>> {
+    let Target::Rule(rule) = prepared.target else {
+        return None;
+    };
+    let first = &prepared.variants[0].program;
+    if !model_scored(first, rule) {
+        return None;
+    }
+    let strip = |p: &Program| {
+        let mut p = p.clone();
+        if let Some(spec) = p.rules.get_mut(rule).and_then(|r| r.emit.score.as_mut()) {
+            spec.threshold = None;
+        }
+        p
+    };
+    let base = strip(first);
+    let mut thresholds = Vec::with_capacity(prepared.variants.len());
+    for v in &prepared.variants {
+        if v.index > 0 && strip(&v.program) != base {
+            return None;
+        }
+        thresholds.push(score_threshold(&v.program, rule));
+    }
+    Some(thresholds)
+}
+
+/// The score-threshold path: the engine runs once (the first variant's program, its
+/// threshold aside), the target's signals are scored once, and each variant counts the
+/// signals reaching its threshold. Returns the counts and the scoring device's name.
+fn run_threshold_path(
+    run: &EngineRun<'_>,
+    prepared: &Prepared,
+    thresholds: &[Option<f64>],
+    events: &DeliveredEvents,
+    class: Option<u16>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(Vec<VariantCounts>, String), SweepError> {
+    let Target::Rule(rule) = prepared.target else {
+        return Err(SweepError::Scoring(
+            "score thresholds apply to rules only".into(),
+        ));
+    };
+    let opts = run
+        .scoring
+        .as_ref()
+        .ok_or_else(|| SweepError::Scoring("no scoring options".into()))?;
+    let first = &prepared.variants[0];
+    let mut engine = variant_engine(run, prepared, first)?;
+    let mut signals: Vec<RawSignal> = Vec::new();
     let all = &events.batch;
     let total = all.len();
     let step = run.batch_rows.max(1);
@@ -965,32 +1130,66 @@ pub fn run_engine_path(
         let end = (start + step).min(total);
         chunk.clear();
         chunk.extend_from_rows(all, start..end);
-        for (engine, tally) in engines.iter_mut().zip(&mut tallies) {
-            engine.push_batch(
-                &chunk,
-                |s| {
-                    if s.raw.rule == rule {
-                        tally.score(&labels, &s.raw.seq);
-                    }
-                },
-                |_| {},
-            );
-        }
+        engine.push_batch(
+            &chunk,
+            |s| {
+                if s.raw.rule == rule {
+                    signals.push(s.raw.clone());
+                }
+            },
+            |_| {},
+        );
         start = end;
         progress(end as u64, total as u64);
     }
-    for (engine, tally) in engines.iter_mut().zip(&mut tallies) {
-        engine.finish(|s| {
-            if s.raw.rule == rule {
-                tally.score(&labels, &s.raw.seq);
+    engine.finish(|s| {
+        if s.raw.rule == rule {
+            signals.push(s.raw.clone());
+        }
+    });
+    let mut scorer = new_scorer(&first.program, opts)?
+        .ok_or_else(|| SweepError::Scoring(format!("{} uses no model", prepared.target_label)))?;
+    scorer
+        .score(&mut signals)
+        .map_err(|e| SweepError::Scoring(e.to_string()))?;
+    let device = scorer
+        .stats()
+        .first()
+        .map_or_else(|| "cpu".to_string(), |m| m.device_name.clone());
+    // What the labels say of each signal once; then each threshold is a filter.
+    let labels = class_labels(events, class);
+    let judged: Vec<(bool, Vec<u32>)> = signals
+        .iter()
+        .map(|s| {
+            let inst: Vec<u32> = s
+                .seq
+                .iter()
+                .filter_map(|q| labels.get(q).copied())
+                .collect();
+            (!inst.is_empty(), inst)
+        })
+        .collect();
+    let counts = thresholds
+        .iter()
+        .map(|&t| {
+            let mut c = VariantCounts::default();
+            let mut found: HashSet<u32> = HashSet::new();
+            for (s, (tp, inst)) in signals.iter().zip(&judged) {
+                if passes(s, t) {
+                    c.signals += 1;
+                    c.true_positives += u64::from(*tp);
+                    found.extend(inst);
+                }
             }
-        });
-    }
-    Ok(tallies.iter().map(Tally::counts).collect())
+            c.instances_found = found.len() as u64;
+            c
+        })
+        .collect();
+    Ok((counts, device))
 }
 
 /// Seq to instance of the delivered events of `class`.
-fn class_labels(events: &DeliveredEvents, class: Option<u16>) -> HashMap<u64, u32> {
+fn class_labels(events: &DeliveredEvents, class: Option<u16>) -> ClassLabels {
     let Some(class) = class else {
         return HashMap::new();
     };
@@ -1041,6 +1240,8 @@ pub struct SweepOptions {
     pub max_runs_per_key: usize,
     /// Rows per batch on the engine path.
     pub batch: usize,
+    /// Directory of bare model names of `score using NAME` (default: the rules file's).
+    pub models: Option<PathBuf>,
 }
 
 impl SweepOptions {
@@ -1055,6 +1256,7 @@ impl SweepOptions {
             time: TimeOptions::default(),
             max_runs_per_key: 10_000,
             batch: ENGINE_BATCH_ROWS,
+            models: None,
         }
     }
 }
@@ -1303,6 +1505,28 @@ fn count(
             progress(Stage::Kernel, n, n);
             Ok::<_, SweepError>(counts)
         };
+    let scored = match prepared.target {
+        Target::Rule(r) => model_scored(&prepared.variants[0].program, r),
+        Target::Query(_) => false,
+    };
+    let run = EngineRun {
+        file,
+        source,
+        catalog: tape.catalog(),
+        symbols: tape.symbols(),
+        max_runs_per_key: opts.max_runs_per_key,
+        lateness: engine_lateness(&opts.time),
+        batch_rows: opts.batch,
+        scoring: scored.then(|| ScoreOptions {
+            models_dir: opts.models.clone(),
+            device: match opts.device {
+                DeviceChoice::Gpu => ScoreDevice::Gpu,
+                DeviceChoice::Cpu => ScoreDevice::Cpu,
+                DeviceChoice::Auto | DeviceChoice::Engine => ScoreDevice::Auto,
+            },
+            ..ScoreOptions::for_rules(&opts.rules)
+        }),
+    };
     let engine = |why: String, progress: &mut dyn FnMut(Stage, u64, u64)| {
         if let Target::Query(_) = prepared.target {
             return Err(SweepError::QueryNotInClass {
@@ -1310,20 +1534,32 @@ fn count(
                 why,
             });
         }
-        let run = EngineRun {
-            file,
-            source,
-            catalog: tape.catalog(),
-            symbols: tape.symbols(),
-            max_runs_per_key: opts.max_runs_per_key,
-            lateness: engine_lateness(&opts.time),
-            batch_rows: opts.batch,
-        };
         let counts = run_engine_path(&run, prepared, events, class, &mut |d, t| {
             progress(Stage::Engines, d, t)
         })?;
         Ok((SweepPath::Engine, "cpu".to_string(), why, counts))
     };
+    if scored && opts.device != DeviceChoice::Engine {
+        // The kernels count matches; a model's threshold applies to scored signals after them.
+        if let Some(thresholds) = threshold_sweep(prepared) {
+            let (counts, device) =
+                run_threshold_path(&run, prepared, &thresholds, events, class, &mut |d, t| {
+                    progress(Stage::Engines, d, t)
+                })?;
+            let reason = format!(
+                "the variants differ only in the score threshold: one engine run, its signals scored once on {device}"
+            );
+            return Ok((SweepPath::ScoreThreshold, device, reason, counts));
+        }
+        let why = "its signals are scored by a model (`score using`) and the variants differ in more than the threshold";
+        if opts.device == DeviceChoice::Gpu {
+            return Err(SweepError::NotInClass {
+                target: prepared.target_label.clone(),
+                why: why.into(),
+            });
+        }
+        return engine(format!("not in a kernel class: {why}"), progress);
+    }
     match (opts.device, plan) {
         (DeviceChoice::Engine, plan) => engine(
             match plan {

@@ -358,3 +358,82 @@ fn help_explains_the_parameter_syntax_with_an_example() -> Result<()> {
     }
     Ok(())
 }
+
+/// A model-scored card rule and its one-feature logistic model, in a temp folder.
+fn scored_rules() -> PathBuf {
+    let dir = tmp_in("sweep", "scored");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(
+        dir.join("amount.json"),
+        r#"{"format":"strix-model","version":1,"name":"amount","features":["amount"],
+            "kind":"logistic","weights":[0.004],"bias":-4.0}"#,
+    )
+    .expect("model");
+    let rules = dir.join("scored.cep");
+    std::fs::write(
+        &rules,
+        r#"
+enum channel { pos, online, atm }
+event Txn { card: sym, merchant: sym, amount: f64, country: sym, channel: channel }
+param t = 0.5
+param lo = 10.0
+rule card_testing
+  from Txn
+  partition by card
+  pattern tiny big
+  define tiny as Txn and amount < $lo, big as Txn and amount >= 100
+  emit card_testing { amount: big.amount }
+  score using "amount.json" threshold $t
+"#,
+    )
+    .expect("rules");
+    rules
+}
+
+/// `strix sweep --json` with another rules file.
+fn sweep_rules_json(rules: &Path, args: &[&str]) -> Result<Value> {
+    let mut all = vec![
+        "sweep",
+        "--rules",
+        s(rules),
+        "--tape",
+        s(cards_tape()),
+        "--quiet",
+        "--json",
+    ];
+    all.extend_from_slice(args);
+    let out = strix(&all)?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+#[test]
+fn a_threshold_sweep_scores_once_and_counts_like_one_engine_per_threshold() -> Result<()> {
+    let rules = scored_rules();
+    let thresholds = ["--param", "t=0.1..0.9:0.2", "--cpu"];
+    let once = sweep_rules_json(&rules, &thresholds)?;
+    assert_eq!(once["path"], "score_threshold", "{once}");
+    assert_eq!(once["variants"], 5);
+    let mut engine_args = thresholds[..2].to_vec();
+    engine_args.push("--engine");
+    let engines = sweep_rules_json(&rules, &engine_args)?;
+    assert_eq!(engines["path"], "engine");
+    assert_eq!(counts(&once), counts(&engines));
+    // A higher threshold keeps a subset of the signals; the lowest keeps some, the highest
+    // fewer.
+    let c = counts(&once);
+    assert!(
+        c.windows(2).all(|w| w[0].1 >= w[1].1 && w[0].2 >= w[1].2),
+        "{c:?}"
+    );
+    assert!(c[0].1 > c[4].1, "{c:?}");
+    // Varying more than the threshold: one engine per variant, each scored.
+    let mixed = sweep_rules_json(&rules, &["--param", "t=0.3,0.7", "--param", "lo=5,10"])?;
+    assert_eq!(mixed["path"], "engine");
+    let reason = mixed["reason"].as_str().expect("reason");
+    assert!(reason.contains("scored by a model"), "{reason}");
+    let m = counts(&mixed);
+    // lo = 10 (the default) at t = 0.3 and 0.7 are variants 1 and 3 here, 1 and 3 above too.
+    assert_eq!((m[1].1, m[3].1), (c[1].1, c[3].1));
+    Ok(())
+}
