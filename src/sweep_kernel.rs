@@ -61,23 +61,8 @@ mod chain;
 mod conditions;
 mod window;
 
-pub use gpu_kernels::sweep::GpuContext;
-
-/// A parameter value of a variant (the rule language's `param` literal kinds).
-///
-/// Placeholder until the language exposes its own parameter value type; the kernels never read
-/// it (they read the compiled program), it is carried for the report.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ParamValue {
-    /// Integer.
-    Int(i64),
-    /// Float.
-    Float(f64),
-    /// Duration, ns.
-    Duration(i64),
-    /// String.
-    Str(String),
-}
+pub use gpu_kernels::context::GpuContext;
+pub use pattern_lang::ParamValue;
 
 /// One parameter vector of a sweep and the program compiled with it.
 #[derive(Debug, Clone)]
@@ -141,9 +126,9 @@ pub enum SweepError {
     /// The tape does not fit the kernels' 32-bit counters or offsets (message says which).
     #[error("tape too large for the sweep kernel: {0}")]
     TooLarge(String),
-    /// The GPU failed (device lost, out of memory, mapping failed).
+    /// The GPU failed (device lost, out of memory, mapping failed, a limit too small).
     #[error("GPU sweep kernel: {0}")]
-    Gpu(String),
+    Gpu(#[from] gpu_kernels::context::GpuError),
 }
 
 /// Where [`KernelPlan::run`] runs.

@@ -25,6 +25,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use crate::context::{GpuContext, GpuError, Readback};
+
 /// Longest strict chain the chain kernel runs (its run word is one `u32`).
 pub const MAX_CHAIN: usize = 32;
 /// Invocations per workgroup (variants of one key).
@@ -323,29 +325,190 @@ pub fn window_cpu(tape: &WindowTape<'_>, variants: &[WindowVariant]) -> Vec<Coun
         .collect()
 }
 
-/// Placeholder for the shared wgpu context until it exists: a device and its queue.
-#[derive(Debug)]
-pub struct GpuContext {
-    /// Device.
-    pub device: wgpu::Device,
-    /// Its queue.
-    pub queue: wgpu::Queue,
+/// WGSL of the chain kernel.
+pub const CHAIN_WGSL: &str = include_str!("shaders/sweep_chain.wgsl");
+/// WGSL of the window kernel.
+pub const WINDOW_WGSL: &str = include_str!("shaders/sweep_window.wgsl");
+
+/// Uniform parameters of one dispatch (WGSL `Params`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+struct Params {
+    variants: u32,
+    key_base: u32,
+    keys: u32,
+    words: u32,
+}
+
+/// A kernel's tape as the dispatcher sees it: CSR key offsets and per-event arrays.
+struct GpuTape<'a> {
+    key_offsets: &'a [u32],
+    masks: &'a [u32],
+    /// Per-event time words (`time_words` per event).
+    times: &'a [u32],
+    time_words: usize,
+    target: &'a [u32],
+    instances: u32,
 }
 
 /// The chain kernel on the GPU: one [`Counts`] per variant, equal to [`chain_cpu`]'s.
 pub fn chain_gpu(
-    _ctx: &GpuContext,
-    _tape: &ChainTape<'_>,
-    _variants: &[ChainVariant],
-) -> Result<Vec<Counts>, String> {
-    Err("the GPU chain kernel is not wired yet".into())
+    ctx: &GpuContext,
+    tape: &ChainTape<'_>,
+    variants: &[ChainVariant],
+) -> Result<Vec<Counts>, GpuError> {
+    let t = GpuTape {
+        key_offsets: tape.key_offsets,
+        masks: tape.masks,
+        times: tape.ts,
+        time_words: 2,
+        target: tape.target,
+        instances: tape.instances,
+    };
+    run_gpu(ctx, "sweep chain", CHAIN_WGSL, &t, variants)
 }
 
 /// The window kernel on the GPU: one [`Counts`] per variant, equal to [`window_cpu`]'s.
 pub fn window_gpu(
-    _ctx: &GpuContext,
-    _tape: &WindowTape<'_>,
-    _variants: &[WindowVariant],
-) -> Result<Vec<Counts>, String> {
-    Err("the GPU window kernel is not wired yet".into())
+    ctx: &GpuContext,
+    tape: &WindowTape<'_>,
+    variants: &[WindowVariant],
+) -> Result<Vec<Counts>, GpuError> {
+    let t = GpuTape {
+        key_offsets: tape.key_offsets,
+        masks: tape.masks,
+        times: tape.units,
+        time_words: 1,
+        target: tape.target,
+        instances: tape.instances,
+    };
+    run_gpu(ctx, "sweep window", WINDOW_WGSL, &t, variants)
+}
+
+/// Consecutive key ranges whose events each fit `max_events` (whole keys per range).
+fn key_chunks(
+    key_offsets: &[u32],
+    max_events: u64,
+) -> Result<Vec<std::ops::Range<usize>>, GpuError> {
+    let keys = key_offsets.len().saturating_sub(1);
+    let mut chunks = Vec::new();
+    let mut first = 0;
+    while first < keys {
+        let base = u64::from(key_offsets[first]);
+        let mut last = first;
+        while last < keys && u64::from(key_offsets[last + 1]) - base <= max_events {
+            last += 1;
+        }
+        if last == first {
+            return Err(GpuError::TooLarge {
+                what: "events of one partition key".into(),
+                needed: u64::from(key_offsets[first + 1]) - base,
+                limit: max_events,
+            });
+        }
+        chunks.push(first..last);
+        first = last;
+    }
+    Ok(chunks)
+}
+
+fn run_gpu<V: Pod>(
+    ctx: &GpuContext,
+    label: &str,
+    wgsl: &str,
+    tape: &GpuTape<'_>,
+    variants: &[V],
+) -> Result<Vec<Counts>, GpuError> {
+    let mut out = vec![Counts::default(); variants.len()];
+    let keys = tape.key_offsets.len().saturating_sub(1);
+    if variants.is_empty() || keys == 0 {
+        return Ok(out);
+    }
+    let kernel = ctx.pipeline(label, wgsl, "main")?;
+    let limit = ctx.max_binding_bytes().max(64);
+    let max_groups = ctx.max_workgroups_per_dimension().max(1);
+    let words = found_words(tape.instances);
+    // Variant chunks: the found bitsets, the variant structs and the x dimension must fit.
+    let per_chunk = (limit / (words as u64 * 4))
+        .min(limit / std::mem::size_of::<V>().max(16) as u64)
+        .min(u64::from(max_groups) * u64::from(WORKGROUP))
+        .max(1) as usize;
+    // Event chunks: the widest per-event array is two words.
+    let chunks = key_chunks(tape.key_offsets, limit / 8)?;
+    let mut staging = Readback::new();
+    for (vc, vs) in variants.chunks(per_chunk).enumerate() {
+        let variant_buf = ctx.storage_buffer("sweep variants", vs)?;
+        let counts_buf = ctx.storage_buffer_zeroed("sweep counts", (vs.len() * 16) as u64)?;
+        let found_buf = ctx.storage_buffer_zeroed("sweep found", (vs.len() * words * 4) as u64)?;
+        for range in &chunks {
+            let (e0, e1) = (
+                tape.key_offsets[range.start] as usize,
+                tape.key_offsets[range.end] as usize,
+            );
+            let offsets: Vec<u32> = tape.key_offsets[range.start..=range.end]
+                .iter()
+                .map(|&o| o - e0 as u32)
+                .collect();
+            let offsets_buf = ctx.storage_buffer("sweep key offsets", &offsets)?;
+            let masks_buf = ctx.storage_buffer("sweep masks", &tape.masks[2 * e0..2 * e1])?;
+            let w = tape.time_words;
+            let times_buf = ctx.storage_buffer("sweep times", &tape.times[w * e0..w * e1])?;
+            let target_buf = ctx.storage_buffer("sweep target", &tape.target[e0..e1])?;
+            let chunk_keys = range.len();
+            let mut groups = Vec::new();
+            let mut key_base = 0;
+            while key_base < chunk_keys {
+                let y = (chunk_keys - key_base).min(max_groups as usize);
+                let params = Params {
+                    variants: vs.len() as u32,
+                    key_base: key_base as u32,
+                    keys: chunk_keys as u32,
+                    words: words as u32,
+                };
+                let params_buf = ctx.uniform_buffer("sweep params", &[params])?;
+                let bind = ctx.bind(
+                    &kernel,
+                    &[
+                        &params_buf,
+                        &variant_buf,
+                        &offsets_buf,
+                        &masks_buf,
+                        &times_buf,
+                        &target_buf,
+                        &counts_buf,
+                        &found_buf,
+                    ],
+                )?;
+                groups.push((bind, y as u32));
+                key_base += y;
+            }
+            let x = (vs.len() as u32).div_ceil(WORKGROUP);
+            ctx.scoped(|| {
+                let mut encoder = ctx
+                    .device()
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+                for (bind, y) in &groups {
+                    ctx.encode_dispatch(&mut encoder, &kernel, bind, [x, *y, 1])?;
+                }
+                ctx.queue().submit([encoder.finish()]);
+                Ok::<(), GpuError>(())
+            })??;
+        }
+        let counts: Vec<u32> = ctx.read_back(&counts_buf, vs.len() * 4, &mut staging)?;
+        let found: Vec<u32> = ctx.read_back(&found_buf, vs.len() * words, &mut staging)?;
+        let base = vc * per_chunk;
+        for i in 0..vs.len() {
+            let pair =
+                |j: usize| u64::from(counts[4 * i + j]) | (u64::from(counts[4 * i + j + 1]) << 32);
+            out[base + i] = Counts {
+                signals: pair(0),
+                true_positives: pair(2),
+                instances_found: found[i * words..(i + 1) * words]
+                    .iter()
+                    .map(|w| u64::from(w.count_ones()))
+                    .sum(),
+            };
+        }
+    }
+    Ok(out)
 }

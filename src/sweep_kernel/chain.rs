@@ -134,6 +134,17 @@ impl ChainPlan {
                     rule.name
                 )));
             }
+            if rule
+                .emit
+                .score
+                .as_ref()
+                .is_some_and(|s| s.threshold.is_some())
+            {
+                return Err(NotInClass(format!(
+                    "rule `{}` filters its signals by a score threshold",
+                    rule.name
+                )));
+            }
             let nfa = &rule.nfa;
             let states = chain_states(nfa)?;
             let vars: Vec<u16> = states.iter().map(|&s| nfa.states[s as usize].var).collect();
@@ -262,8 +273,7 @@ impl ChainPlan {
         };
         let counts = match device {
             SweepDevice::Cpu => chain_cpu(&tape, &self.variants),
-            SweepDevice::Gpu(ctx) => gpu_kernels::sweep::chain_gpu(ctx, &tape, &self.variants)
-                .map_err(SweepError::Gpu)?,
+            SweepDevice::Gpu(ctx) => gpu_kernels::sweep::chain_gpu(ctx, &tape, &self.variants)?,
         };
         Ok(counts
             .into_iter()

@@ -113,6 +113,33 @@ fn group_key(
     k
 }
 
+/// Widens `into` by `other`, the same `group by` as another variant resolved it: a `where` that
+/// tests types (`where A and …`) resolves the key only for those types, and rows of the other
+/// types never pass that variant's `where`, so one key function (any slot a variant resolved for
+/// a type) groups every variant's passing rows as its own would.
+fn merge_keys(into: &mut [FieldAccess], other: &[FieldAccess]) -> Result<(), NotInClass> {
+    let differ = || NotInClass("variants differ in the group key the query reads".into());
+    if into.len() != other.len() {
+        return Err(differ());
+    }
+    for (a, b) in into.iter_mut().zip(other) {
+        if a.name != b.name || a.ty != b.ty {
+            return Err(differ());
+        }
+        if a.slots.len() < b.slots.len() {
+            a.slots.resize(b.slots.len(), None);
+        }
+        for (x, y) in a.slots.iter_mut().zip(&b.slots) {
+            match (*x, *y) {
+                (Some(p), Some(q)) if p != q => return Err(differ()),
+                (None, Some(q)) => *x = Some(q),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 impl WindowPlan {
     /// Plans query `index` of every variant.
     pub fn new(index: usize, variants: &[Variant]) -> Result<Self, NotInClass> {
@@ -122,15 +149,17 @@ impl WindowPlan {
             })
         }
         let first = query_of(&variants[0], index)?;
+        let mut group_by = first.group_by.clone();
         let mut conditions = Conditions::default();
         let mut specs = Vec::with_capacity(variants.len());
         for v in variants {
             let q = query_of(v, index)?;
-            if q.from != first.from || q.group_by != first.group_by {
+            if q.from != first.from {
                 return Err(NotInClass(
-                    "variants differ in the types or group key the query reads".into(),
+                    "variants differ in the types the query reads".into(),
                 ));
             }
+            merge_keys(&mut group_by, &q.group_by)?;
             if q.from
                 .iter()
                 .any(|t| v.program.queries.iter().any(|o| o.output == *t))
@@ -172,8 +201,10 @@ impl WindowPlan {
         let emit = catalog
             .event_type(first.output)
             .map_or_else(|| first.name.clone(), |t| t.name.clone());
+        let mut query = first.clone();
+        query.group_by = group_by;
         Ok(Self {
-            query: first.clone(),
+            query,
             emit,
             conditions,
             specs,
@@ -309,9 +340,7 @@ impl WindowPlan {
         };
         let counts = match device {
             SweepDevice::Cpu => window_cpu(&tape, &variants),
-            SweepDevice::Gpu(ctx) => {
-                gpu_kernels::sweep::window_gpu(ctx, &tape, &variants).map_err(SweepError::Gpu)?
-            }
+            SweepDevice::Gpu(ctx) => gpu_kernels::sweep::window_gpu(ctx, &tape, &variants)?,
         };
         Ok(counts
             .into_iter()
