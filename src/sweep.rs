@@ -535,23 +535,6 @@ pub fn target_class(label_names: &[String], program: &Program, target: Target) -
     pos(&signal).or_else(|| pos(&own))
 }
 
-/// The values as the kernel module's [`Variant`] carries them (the report reads them from
-/// [`variant_values`]).
-fn kernel_values(values: &[(String, ParamValue)]) -> Vec<(String, sweep_kernel::ParamValue)> {
-    values
-        .iter()
-        .map(|(n, v)| {
-            let k = match v {
-                ParamValue::Int(i) => sweep_kernel::ParamValue::Int(*i),
-                ParamValue::Float(f) => sweep_kernel::ParamValue::Float(*f),
-                ParamValue::Duration(d) => sweep_kernel::ParamValue::Duration(*d),
-                ParamValue::Str(s) => sweep_kernel::ParamValue::Str(s.clone()),
-            };
-            (n.clone(), k)
-        })
-        .collect()
-}
-
 /// Parses the parameter flags and compiles every variant against the tape's catalog.
 pub fn build_variants(
     file: &str,
@@ -584,7 +567,7 @@ pub fn build_variants(
                 })?;
         variants.push(Variant {
             index,
-            values: kernel_values(&values),
+            values,
             program,
         });
     }
@@ -945,8 +928,7 @@ fn variant_engine(
         index: v.index,
         source,
     };
-    let values = variant_values(&prepared.sweeps, v.index);
-    let text = source_with_values(run.source, &prepared.decls, &values)
+    let text = source_with_values(run.source, &prepared.decls, &v.values)
         .map_err(|e| engine_err(EngineError::Rules(e)))?;
     let engine = Engine::build(
         run.file,
@@ -1433,7 +1415,8 @@ pub fn run_sweep(
         .iter()
         .zip(counts)
         .map(|(v, c)| {
-            let params = variant_values(&prepared.sweeps, v.index)
+            let params = v
+                .values
                 .iter()
                 .map(|(n, val)| (n.clone(), value_json(val)))
                 .collect();
