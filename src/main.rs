@@ -57,6 +57,9 @@ enum Command {
     /// unlabelled ticks.
     #[command(subcommand)]
     Gen(GenCommand),
+    /// Sweep a rule's parameters over a labelled tape: precision, recall and F1 per parameter
+    /// vector, from one pass over the tape.
+    Sweep(SweepArgs),
     /// Fit scoring models for `score using` rules.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -404,6 +407,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Gen(GenCommand::Ticks(args)) => {
             generate(&args.common, Generator::Ticks, Some(args.symbols)).map(|()| ExitCode::SUCCESS)
         }
+        Command::Sweep(args) => run_sweep(&args).map(|()| ExitCode::SUCCESS),
         Command::Model(ModelCommand::Fit(args)) => fit_model(&args).map(|()| ExitCode::SUCCESS),
     }
 }
@@ -1081,6 +1085,197 @@ fn generate(args: &GenArgs, generator: Generator, symbols: Option<u32>) -> Resul
             (last - first) as f64 / 3.6e12
         );
     }
+    Ok(())
+}
+
+/// `strix sweep`: the rule file declares `param NAME = LITERAL` items used as `$NAME`; every
+/// combination of the swept values is one variant.
+#[derive(Debug, Args)]
+#[command(after_long_help = SWEEP_HELP)]
+struct SweepArgs {
+    /// Rule file (.cep) declaring the parameters (`param n = 5`, `param w = 10m`, ...).
+    #[arg(long)]
+    rules: PathBuf,
+    /// Labelled tape (e.g. from `strix gen cards`): variants are scored against its labels.
+    #[arg(long)]
+    tape: PathBuf,
+    /// Rule or query to sweep (default: the file's only rule or query).
+    #[arg(long, value_name = "NAME")]
+    rule: Option<String>,
+    /// A parameter and its values: a list `NAME=a,b,c` or an inclusive range
+    /// `NAME=START..END:STEP` (`n=2..9:1`, `w=1m..20m:1m`, `x=0.5..2:0.25`). Repeatable;
+    /// variants are the cartesian product in flag order (at most 1,000,000). Parameters not
+    /// given keep their declared default.
+    #[arg(
+        long = "param",
+        value_name = "NAME=LIST|RANGE",
+        allow_hyphen_values = true
+    )]
+    params: Vec<String>,
+    /// Count on the GPU kernel; an error says why when the rule is not in a kernel class or no
+    /// adapter is found.
+    #[arg(long, conflicts_with = "cpu")]
+    gpu: bool,
+    /// Count on the kernel on one CPU core; rules in no kernel class run on the engine path.
+    #[arg(long, conflicts_with = "engine")]
+    cpu: bool,
+    /// Count on the engine path (one engine per variant) even when a kernel could: the
+    /// semantic reference the kernels are checked against.
+    #[arg(long, conflicts_with = "gpu")]
+    engine: bool,
+    /// Print one JSON object with every variant instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Rows of the table: the N best by F1 (0: all).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    top: usize,
+    /// Also write the JSON object to FILE.
+    #[arg(long, short, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Bounded out-of-orderness, as for `strix replay` (`DUR` or `TYPE=DUR`, repeatable).
+    #[arg(
+        long = "max-delay",
+        value_name = "[TYPE=]DUR",
+        allow_hyphen_values = true
+    )]
+    max_delay: Vec<String>,
+    /// Allowed lateness, as for `strix replay`.
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
+    allowed_lateness: Option<String>,
+    /// Drop duplicate events by this field, as for `strix replay`.
+    #[arg(long, value_name = "FIELD", requires = "dedup_horizon")]
+    dedup: Option<String>,
+    /// Event-time horizon of --dedup.
+    #[arg(
+        long,
+        value_name = "DUR",
+        requires = "dedup",
+        allow_hyphen_values = true
+    )]
+    dedup_horizon: Option<String>,
+    /// Cap of live partial matches per partition key (engine path).
+    #[arg(long, default_value_t = 10_000)]
+    max_runs_per_key: usize,
+    /// Directory of the models named by `score using NAME` (default: the rules file's).
+    #[arg(long, value_name = "DIR")]
+    models: Option<PathBuf>,
+    /// Rows per batch pushed to the engines on the engine path.
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    batch: u32,
+}
+
+const SWEEP_HELP: &str = "\
+Example: sweep the probe count, the tiny-amount bound and the window of a card-testing rule
+over a generated tape (5 x 4 x 4 = 80 variants):
+
+  strix gen cards --events 200000 -o cards.tape
+  strix sweep --rules examples/rules/cards_sweep.cep --tape cards.tape \\
+      --param probes=3..7:1 --param tiny_max=1,1.5,2,3 --param window=5m..20m:5m
+
+Paths: rules that are strict chains of single-event conditions, and count-threshold queries,
+run as sweep kernels (--gpu: on the GPU; --cpu: on one CPU core; default: the GPU when there
+is an adapter, else the CPU). Other rules run on the engine path: one engine per variant, all
+fed from one pass over the tape. Every path gives the same counts.
+
+Scoring: the rule is scored against the tape's label class named like its signal (else like
+the rule). precision = true-positive signals / signals, recall = instances found / instances,
+F1 = 2PR / (P + R). The table is sorted by F1, best first, ties by variant order.
+
+Score thresholds: when the variants of a `score using MODEL threshold $t` rule differ only in
+$t, the engine runs once, its signals are scored once (--gpu / --cpu pick the scoring device)
+and each threshold counts the signals scoring at least $t.";
+
+/// The event-time options of `strix sweep` (the same flags as `strix replay`).
+fn sweep_time_options(args: &SweepArgs) -> Result<TimeOptions> {
+    let mut time = TimeOptions::default();
+    let mut default_given = false;
+    for spec in &args.max_delay {
+        match spec.split_once('=') {
+            Some((ty, dur)) => {
+                let ty = ty.trim();
+                if ty.is_empty() {
+                    bail!("--max-delay {spec}: the type name before `=` is missing");
+                }
+                let d = parse_duration(dur).with_context(|| format!("--max-delay {spec}"))?;
+                time.max_delay_per_type.push((ty.to_string(), d));
+            }
+            None => {
+                if default_given {
+                    bail!(
+                        "--max-delay without a type given twice; use TYPE=DUR for per-type bounds"
+                    );
+                }
+                default_given = true;
+                time.max_delay = parse_duration(spec).context("--max-delay")?;
+            }
+        }
+    }
+    if let Some(l) = &args.allowed_lateness {
+        time.allowed_lateness = parse_duration(l).context("--allowed-lateness")?;
+    }
+    if let (Some(field), Some(h)) = (&args.dedup, &args.dedup_horizon) {
+        time.dedup = Some(DedupOptions {
+            field: field.clone(),
+            horizon: parse_duration(h).context("--dedup-horizon")?,
+        });
+    }
+    Ok(time)
+}
+
+fn run_sweep(args: &SweepArgs) -> Result<()> {
+    use strix::sweep::{DeviceChoice, Stage, SweepOptions};
+    let opts = SweepOptions {
+        rule: args.rule.clone(),
+        device: if args.gpu {
+            DeviceChoice::Gpu
+        } else if args.cpu {
+            DeviceChoice::Cpu
+        } else if args.engine {
+            DeviceChoice::Engine
+        } else {
+            DeviceChoice::Auto
+        },
+        time: sweep_time_options(args)?,
+        max_runs_per_key: args.max_runs_per_key,
+        batch: args.batch as usize,
+        models: args.models.clone(),
+        ..SweepOptions::new(args.rules.clone(), args.tape.clone(), args.params.clone())
+    };
+    let bar = progress_bar(0, "sweep: reading");
+    if args.quiet {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let mut stage = Stage::Reading;
+    let report = strix::sweep::run_sweep(&opts, &mut |s, done, total| {
+        if s != stage {
+            stage = s;
+            bar.set_message(match s {
+                Stage::Reading => "sweep: reading",
+                Stage::Engines => "sweep: engines",
+                Stage::Kernel => "sweep: kernel",
+            });
+            bar.reset();
+        }
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    let report = report?;
+    if args.json || args.out.is_some() {
+        let json = serde_json::to_string(&report)?;
+        if let Some(p) = &args.out {
+            std::fs::write(p, format!("{json}\n"))
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        if args.json {
+            println!("{json}");
+            return Ok(());
+        }
+    }
+    print!("{}", report.render(args.top));
     Ok(())
 }
 
