@@ -351,7 +351,10 @@ impl GpuContext {
         data: &[T],
     ) -> Result<wgpu::Buffer, GpuError> {
         let bytes: &[u8] = bytemuck::cast_slice(data);
-        let buf = self.storage_buffer_zeroed(label, bytes.len() as u64)?;
+        // An empty array still binds one element: a shader's `array<T>` binding needs at least
+        // `size_of::<T>()` bytes (e.g. a tree ensemble with no trees has no nodes).
+        let min = std::mem::size_of::<T>().max(4);
+        let buf = self.storage_buffer_zeroed(label, bytes.len().max(min) as u64)?;
         if !bytes.is_empty() {
             self.write(&buf, 0, bytes)?;
         }

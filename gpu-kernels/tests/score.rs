@@ -244,3 +244,21 @@ fn invalid_and_unsupported_models_are_errors() {
     auto.score_batch(&[1.0, -1.0], &mut out).unwrap();
     assert_eq!(out.to_vec(), cpu_scores(&wide, &[1.0, -1.0]));
 }
+
+#[test]
+fn an_ensemble_without_trees_scores_its_base_score() {
+    // An empty node array must still bind (at least one element's worth of bytes).
+    let m = Model::from_json(
+        r#"{"format":"strix-model","version":1,"name":"empty","features":["a"],
+            "kind":"trees","base_score":0.25,"output":"identity","trees":[]}"#,
+        "inline",
+    )
+    .unwrap();
+    assert_eq!(cpu_scores(&m, &[1.0, 2.0]), vec![0.25, 0.25]);
+    check_gpu(
+        "an_ensemble_without_trees_scores_its_base_score",
+        &m,
+        5,
+        usize::MAX,
+    );
+}
