@@ -354,6 +354,17 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let program = pattern_lang::compile(source, stream, &mut symbols)
             .map_err(|d| EngineError::Rules(d.render(file_name, source)))?;
+        Self::from_program(program, symbols, config)
+    }
+
+    /// Builds an engine from a program compiled elsewhere (e.g. by
+    /// `pattern_lang::compile_with_params` with parameter overrides) and the symbol table it was
+    /// compiled with.
+    pub fn from_program(
+        program: Program,
+        symbols: SymbolTable,
+        config: EngineConfig,
+    ) -> Result<Self, EngineError> {
         let queries = program
             .queries
             .iter()
@@ -1131,7 +1142,7 @@ impl Matcher {
 
 /// Resolves type and field names of `options` against the program's input types (every type
 /// that is not a query's output).
-fn resolve_time(program: &Program, options: &TimeOptions) -> Result<TimeConfig, EngineError> {
+pub fn resolve_time(program: &Program, options: &TimeOptions) -> Result<TimeConfig, EngineError> {
     let catalog = &program.catalog;
     let is_derived = |t: TypeId| program.queries.iter().any(|q| q.output == t);
     let input_types: Vec<TypeId> = (0..catalog.types().len())

@@ -1177,7 +1177,7 @@ over a generated tape (5 x 4 x 4 = 80 variants):
 
 Paths: rules that are strict chains of single-event conditions, and count-threshold queries,
 run as sweep kernels (--gpu: on the GPU; --cpu: on one CPU core; default: the GPU when there
-is an adapter, else the CPU). Other rules run on the engine path: one engine per variant, all
+is a hardware adapter, else the CPU; a CPU driver such as llvmpipe only with --gpu). Other rules run on the engine path: one engine per variant, all
 fed from one pass over the tape. Every path gives the same counts.
 
 Scoring: the rule is scored against the tape's label class named like its signal (else like

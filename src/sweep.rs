@@ -33,10 +33,10 @@ use std::time::Instant;
 use cep_core::event::{EventBatch, EventView, Label};
 use cep_core::reference::MatcherConfig;
 use cep_core::rule::{Program, ScoreSource};
-use cep_core::schema::{Catalog, TypeId};
+use cep_core::schema::Catalog;
 use cep_core::signal::{Signal as RawSignal, SignalKind};
 use cep_core::symbol::SymbolTable;
-use cep_core::time::{DedupConfig, Ready, Sequencer, TimeConfig};
+use cep_core::time::{Ready, Sequencer};
 use feeds::tape::{TapeError, TapeReader};
 use pattern_lang::{ParamDecl, ParamValue};
 use serde::Serialize;
@@ -604,70 +604,6 @@ pub struct Delivered {
     pub instances: HashMap<u16, u64>,
 }
 
-/// The event-time options resolved against a program's catalog, as the engine resolves them.
-pub fn resolve_time(program: &Program, options: &TimeOptions) -> Result<TimeConfig, SweepError> {
-    let catalog = &program.catalog;
-    let is_derived = |t: TypeId| program.queries.iter().any(|q| q.output == t);
-    let input_types: Vec<TypeId> = (0..catalog.types().len())
-        .filter_map(|i| TypeId::try_from(i).ok())
-        .filter(|&t| !is_derived(t))
-        .collect();
-    let type_names = || {
-        input_types
-            .iter()
-            .filter_map(|&t| catalog.event_type(t))
-            .map(|t| t.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut per_type = Vec::new();
-    for (name, delay) in &options.max_delay_per_type {
-        let t = catalog.type_by_name(name).ok_or_else(|| {
-            SweepError::Time(format!(
-                "max delay for unknown event type `{name}` (known: {})",
-                type_names()
-            ))
-        })?;
-        if is_derived(t) {
-            return Err(SweepError::Time(format!(
-                "`{name}` is a query's output: its time follows its inputs, it takes no max delay"
-            )));
-        }
-        if per_type.iter().any(|&(u, _)| u == t) {
-            return Err(SweepError::Time(format!(
-                "more than one max delay for `{name}`"
-            )));
-        }
-        per_type.push((t, *delay));
-    }
-    let dedup = match &options.dedup {
-        None => None,
-        Some(d) => {
-            let mut id_slot = vec![None; catalog.types().len()];
-            for &t in &input_types {
-                id_slot[usize::from(t)] = catalog.event_type(t).and_then(|et| et.slot(&d.field));
-            }
-            if id_slot.iter().all(Option::is_none) {
-                return Err(SweepError::Time(format!(
-                    "dedup field `{}`: no input event type has it (types: {})",
-                    d.field,
-                    type_names()
-                )));
-            }
-            Some(DedupConfig {
-                id_slot,
-                horizon: d.horizon,
-            })
-        }
-    };
-    Ok(TimeConfig {
-        max_delay: options.max_delay,
-        max_delay_per_type: per_type,
-        allowed_lateness: options.allowed_lateness,
-        dedup,
-    })
-}
-
 /// Reads the whole tape through a [`Sequencer`] configured like `strix replay`'s: the events
 /// it delivers (at once or released from the reorder buffer) are appended in that order; late
 /// events and duplicates are dropped and counted. `progress(done, total)` gets tape events.
@@ -677,7 +613,10 @@ pub fn read_delivered(
     time: &TimeOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Delivered, SweepError> {
-    let config = resolve_time(program, time)?;
+    let config = crate::resolve_time(program, time).map_err(|e| match e {
+        EngineError::Time(m) => SweepError::Time(m),
+        other => SweepError::Time(other.to_string()),
+    })?;
     let mut seq = Sequencer::new(&config).map_err(|e| SweepError::Time(e.to_string()))?;
     let total = tape.info().event_count;
     let width = tape.slot_count();
@@ -831,71 +770,6 @@ fn passes(s: &RawSignal, threshold: Option<f64>) -> bool {
     s.kind != SignalKind::Match || threshold.is_none_or(|t| s.score.is_some_and(|x| x >= t))
 }
 
-/// The byte range of the literal of `param NAME = LITERAL` whose declaration starts at `at`.
-fn literal_range(source: &str, at: usize, name: &str) -> Option<std::ops::Range<usize>> {
-    let bytes = source.as_bytes();
-    let skip_ws = |mut i: usize| {
-        while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
-            i += 1;
-        }
-        i
-    };
-    let mut i = at;
-    if source.get(i..)?.starts_with("param") {
-        i = skip_ws(i + "param".len());
-    }
-    if source.get(i..)?.starts_with('$') {
-        i += 1;
-    }
-    if !source.get(i..)?.starts_with(name) {
-        return None;
-    }
-    i = skip_ws(i + name.len());
-    if bytes.get(i) != Some(&b'=') {
-        return None;
-    }
-    let start = skip_ws(i + 1);
-    let mut end = start;
-    if bytes.get(start) == Some(&b'"') {
-        end += 1;
-        while end < bytes.len() && bytes[end] != b'"' {
-            end += if bytes[end] == b'\\' { 2 } else { 1 };
-        }
-        end = (end + 1).min(bytes.len());
-    } else {
-        while end < bytes.len() && !bytes[end].is_ascii_whitespace() && bytes[end] != b'#' {
-            end += 1;
-        }
-    }
-    (end > start).then_some(start..end)
-}
-
-/// The rule source with the swept parameters' declared defaults replaced by `values`: compiled
-/// without overrides, it gives the same program as `compile_with_params` with them. Only the
-/// literal on each declaration's own line changes, so every other line keeps its positions.
-pub fn source_with_values(
-    source: &str,
-    decls: &[ParamDecl],
-    values: &[(String, ParamValue)],
-) -> Result<String, String> {
-    let mut edits = Vec::new();
-    for (name, v) in values {
-        let decl = decls
-            .iter()
-            .find(|d| &d.name == name)
-            .ok_or_else(|| format!("no parameter `{name}`"))?;
-        let range = literal_range(source, decl.span.start, name)
-            .ok_or_else(|| format!("cannot find the literal of parameter `{name}`"))?;
-        edits.push((range, render_value(v)));
-    }
-    edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
-    let mut out = source.to_string();
-    for (r, text) in edits {
-        out.replace_range(r, &text);
-    }
-    Ok(out)
-}
-
 /// How the engine path runs.
 #[derive(Debug, Clone)]
 pub struct EngineRun<'a> {
@@ -919,22 +793,21 @@ pub struct EngineRun<'a> {
 }
 
 /// One engine of `prepared`'s variant `v`, compiled from the source with its values.
-fn variant_engine(
-    run: &EngineRun<'_>,
-    prepared: &Prepared,
-    v: &Variant,
-) -> Result<Engine, SweepError> {
+fn variant_engine(run: &EngineRun<'_>, v: &Variant) -> Result<Engine, SweepError> {
     let engine_err = |source| SweepError::Engine {
         index: v.index,
         source,
     };
-    let text = source_with_values(run.source, &prepared.decls, &v.values)
-        .map_err(|e| engine_err(EngineError::Rules(e)))?;
-    let engine = Engine::build(
-        run.file,
-        &text,
-        Some(run.catalog),
-        run.symbols.clone(),
+    // Recompiled with the variant's overrides against a fresh copy of the tape's symbols, so
+    // the engine's symbol table holds whatever string literals the variant interned.
+    let overrides: BTreeMap<String, ParamValue> = v.values.iter().cloned().collect();
+    let mut symbols = run.symbols.clone();
+    let program =
+        pattern_lang::compile_with_params(run.source, Some(run.catalog), &mut symbols, &overrides)
+            .map_err(|d| engine_err(EngineError::Rules(d.render(run.file, run.source))))?;
+    let engine = Engine::from_program(
+        program,
+        symbols,
         EngineConfig {
             matcher: MatcherConfig {
                 max_runs_per_key: run.max_runs_per_key,
@@ -948,12 +821,6 @@ fn variant_engine(
         },
     )
     .map_err(engine_err)?;
-    // The engine compiled the rewritten source; it must be the variant's own program.
-    if engine.program() != &v.program {
-        return Err(engine_err(EngineError::Rules(
-            "the rules with this variant's values compile to a different program than with overrides".into(),
-        )));
-    }
     Ok(engine)
 }
 
@@ -976,7 +843,7 @@ pub fn run_engine_path(
     let mut engines = prepared
         .variants
         .iter()
-        .map(|v| variant_engine(run, prepared, v))
+        .map(|v| variant_engine(run, v))
         .collect::<Result<Vec<_>, _>>()?;
     let labels = class_labels(events, class);
     let mut tallies: Vec<Tally> = (0..engines.len()).map(|_| Tally::default()).collect();
@@ -1101,7 +968,7 @@ fn run_threshold_path(
         .as_ref()
         .ok_or_else(|| SweepError::Scoring("no scoring options".into()))?;
     let first = &prepared.variants[0];
-    let mut engine = variant_engine(run, prepared, first)?;
+    let mut engine = variant_engine(run, first)?;
     let mut signals: Vec<RawSignal> = Vec::new();
     let all = &events.batch;
     let total = all.len();
@@ -1580,6 +1447,21 @@ fn count(
             engine(format!("not in a kernel class: {}", why.0), progress)
         }
         (DeviceChoice::Auto, Ok(plan)) => match gpu_kernels::context::GpuContext::shared() {
+            // A CPU driver (lavapipe, SwiftShader) runs the kernel slower than the CPU kernel
+            // does on one core; `--gpu` still uses it.
+            Ok(ctx) if ctx.adapter().is_cpu => {
+                let counts = run_kernel(&plan, SweepDevice::Cpu, progress)?;
+                Ok((
+                    SweepPath::CpuKernel,
+                    "cpu".into(),
+                    format!(
+                        "{}; the only GPU adapter is a CPU driver ({}), --gpu uses it",
+                        plan.describe(),
+                        ctx.adapter()
+                    ),
+                    counts,
+                ))
+            }
             Ok(ctx) => {
                 let adapter = ctx.adapter().to_string();
                 let counts = run_kernel(&plan, SweepDevice::Gpu(ctx), progress)?;
@@ -1919,26 +1801,6 @@ rule probe
             e.starts_with("1001000 variants: a sweep may have at most 1000000"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn rewritten_source_compiles_to_the_overridden_program() {
-        let d = decls();
-        let values = vec![
-            ("n".to_string(), ParamValue::Int(5)),
-            ("lo".to_string(), ParamValue::Float(0.75)),
-            ("w".to_string(), ParamValue::Duration(90_000_000_000)),
-            ("ch".to_string(), ParamValue::Str("pos".into())),
-        ];
-        let text = source_with_values(SRC, &d, &values).unwrap();
-        assert!(text.contains("param w = 90s   # window"), "{text}");
-        assert!(text.contains("param ch = \"pos\""), "{text}");
-        let overrides: BTreeMap<String, ParamValue> = values.into_iter().collect();
-        let mut s1 = SymbolTable::new();
-        let mut s2 = SymbolTable::new();
-        let a = pattern_lang::compile_with_params(SRC, None, &mut s1, &overrides).unwrap();
-        let b = pattern_lang::compile(&text, None, &mut s2).unwrap();
-        assert_eq!(a, b);
     }
 
     #[test]
