@@ -108,6 +108,34 @@ struct FitArgs {
     holdout_every: Option<u64>,
 }
 
+/// Event-time flags shared by `strix replay` and `strix sweep`.
+#[derive(Args, Debug)]
+struct TimeArgs {
+    /// Bounded out-of-orderness: events may arrive up to DUR behind the latest one and are put
+    /// back in time order (e.g. 500ms, 2s). `TYPE=DUR` makes TYPE a source with its own bound;
+    /// repeatable. Default 0: the tape is in time order.
+    #[arg(
+        long = "max-delay",
+        value_name = "[TYPE=]DUR",
+        allow_hyphen_values = true
+    )]
+    max_delay: Vec<String>,
+    /// Allowed lateness: events up to DUR behind the watermark are still matched.
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
+    allowed_lateness: Option<String>,
+    /// Drop duplicate events: same value of this field (per type) within --dedup-horizon.
+    #[arg(long, value_name = "FIELD", requires = "dedup_horizon")]
+    dedup: Option<String>,
+    /// Event-time horizon of --dedup (e.g. 1m).
+    #[arg(
+        long,
+        value_name = "DUR",
+        requires = "dedup",
+        allow_hyphen_values = true
+    )]
+    dedup_horizon: Option<String>,
+}
+
 #[derive(Debug, Args)]
 struct ReplayArgs {
     /// Rule file (.cep).
@@ -125,33 +153,12 @@ struct ReplayArgs {
     /// Cap of live partial matches per partition key (the oldest are evicted and counted).
     #[arg(long, default_value_t = 10_000)]
     max_runs_per_key: usize,
-    /// Bounded out-of-orderness: events may arrive up to DUR behind the latest one and are put
-    /// back in time order (e.g. 500ms, 2s). `TYPE=DUR` makes TYPE a source with its own bound;
-    /// repeatable. Default 0: the tape is in time order.
-    #[arg(
-        long = "max-delay",
-        value_name = "[TYPE=]DUR",
-        allow_hyphen_values = true
-    )]
-    max_delay: Vec<String>,
-    /// Allowed lateness: events up to DUR behind the watermark are still matched.
-    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
-    allowed_lateness: Option<String>,
+    #[command(flatten)]
+    time: TimeArgs,
     /// Write late events (behind the watermark by more than the allowed lateness) here as JSON
     /// Lines, as `strix tape export --format jsonl` writes them. They are counted either way.
     #[arg(long, value_name = "FILE")]
     late_out: Option<PathBuf>,
-    /// Drop duplicate events: same value of this field (per type) within --dedup-horizon.
-    #[arg(long, value_name = "FIELD", requires = "dedup_horizon")]
-    dedup: Option<String>,
-    /// Event-time horizon of --dedup (e.g. 1m).
-    #[arg(
-        long,
-        value_name = "DUR",
-        requires = "dedup",
-        allow_hyphen_values = true
-    )]
-    dedup_horizon: Option<String>,
     /// Matcher of every rule: `fast` skips events that provably change no state, `reference` is
     /// the plain semantic oracle. Both give the same signals, byte for byte.
     #[arg(long, value_enum, default_value_t = MatcherArg::Fast)]
@@ -711,8 +718,8 @@ fn progress_bar(total: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// The event-time options of `strix replay`.
-fn time_options(args: &ReplayArgs) -> Result<TimeOptions> {
+/// The event-time options of `strix replay` and `strix sweep`.
+fn time_options(args: &TimeArgs) -> Result<TimeOptions> {
     let mut time = TimeOptions::default();
     let mut default_given = false;
     for spec in &args.max_delay {
@@ -753,7 +760,7 @@ fn run_replay(args: &ReplayArgs) -> Result<()> {
         rules: args.rules.clone(),
         tape: args.tape.clone(),
         max_runs_per_key: args.max_runs_per_key,
-        time: time_options(args)?,
+        time: time_options(&args.time)?,
     };
     let run = RunOptions {
         matcher: match args.matcher {
@@ -1135,27 +1142,8 @@ struct SweepArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
-    /// Bounded out-of-orderness, as for `strix replay` (`DUR` or `TYPE=DUR`, repeatable).
-    #[arg(
-        long = "max-delay",
-        value_name = "[TYPE=]DUR",
-        allow_hyphen_values = true
-    )]
-    max_delay: Vec<String>,
-    /// Allowed lateness, as for `strix replay`.
-    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
-    allowed_lateness: Option<String>,
-    /// Drop duplicate events by this field, as for `strix replay`.
-    #[arg(long, value_name = "FIELD", requires = "dedup_horizon")]
-    dedup: Option<String>,
-    /// Event-time horizon of --dedup.
-    #[arg(
-        long,
-        value_name = "DUR",
-        requires = "dedup",
-        allow_hyphen_values = true
-    )]
-    dedup_horizon: Option<String>,
+    #[command(flatten)]
+    time: TimeArgs,
     /// Cap of live partial matches per partition key (engine path).
     #[arg(long, default_value_t = 10_000)]
     max_runs_per_key: usize,
@@ -1188,43 +1176,6 @@ Score thresholds: when the variants of a `score using MODEL threshold $t` rule d
 $t, the engine runs once, its signals are scored once (--gpu / --cpu pick the scoring device)
 and each threshold counts the signals scoring at least $t.";
 
-/// The event-time options of `strix sweep` (the same flags as `strix replay`).
-fn sweep_time_options(args: &SweepArgs) -> Result<TimeOptions> {
-    let mut time = TimeOptions::default();
-    let mut default_given = false;
-    for spec in &args.max_delay {
-        match spec.split_once('=') {
-            Some((ty, dur)) => {
-                let ty = ty.trim();
-                if ty.is_empty() {
-                    bail!("--max-delay {spec}: the type name before `=` is missing");
-                }
-                let d = parse_duration(dur).with_context(|| format!("--max-delay {spec}"))?;
-                time.max_delay_per_type.push((ty.to_string(), d));
-            }
-            None => {
-                if default_given {
-                    bail!(
-                        "--max-delay without a type given twice; use TYPE=DUR for per-type bounds"
-                    );
-                }
-                default_given = true;
-                time.max_delay = parse_duration(spec).context("--max-delay")?;
-            }
-        }
-    }
-    if let Some(l) = &args.allowed_lateness {
-        time.allowed_lateness = parse_duration(l).context("--allowed-lateness")?;
-    }
-    if let (Some(field), Some(h)) = (&args.dedup, &args.dedup_horizon) {
-        time.dedup = Some(DedupOptions {
-            field: field.clone(),
-            horizon: parse_duration(h).context("--dedup-horizon")?,
-        });
-    }
-    Ok(time)
-}
-
 fn run_sweep(args: &SweepArgs) -> Result<()> {
     use strix::sweep::{DeviceChoice, Stage, SweepOptions};
     let opts = SweepOptions {
@@ -1238,7 +1189,7 @@ fn run_sweep(args: &SweepArgs) -> Result<()> {
         } else {
             DeviceChoice::Auto
         },
-        time: sweep_time_options(args)?,
+        time: time_options(&args.time)?,
         max_runs_per_key: args.max_runs_per_key,
         batch: args.batch as usize,
         models: args.models.clone(),

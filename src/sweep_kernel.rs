@@ -212,3 +212,34 @@ fn target_class(label_names: &[String], names: [&str; 2]) -> Option<u16> {
             .and_then(|i| u16::try_from(i).ok())
     })
 }
+
+/// Groups `rows` by key: `row_group[i]` is the group (0..`groups`) of `rows[i]`. Returns the
+/// CSR offsets (group `g`'s rows are `order[offsets[g]..offsets[g + 1]]`) and the rows in group
+/// order, each group's rows in their original (delivery) order. The kernels index events with
+/// 32 bits.
+fn group_rows(
+    rows: &[usize],
+    row_group: &[u32],
+    groups: usize,
+) -> Result<(Vec<u32>, Vec<usize>), SweepError> {
+    if rows.len() >= u32::MAX as usize {
+        return Err(SweepError::TooLarge(format!(
+            "{} events (the kernels index events with 32 bits)",
+            rows.len()
+        )));
+    }
+    let mut offsets = vec![0u32; groups + 1];
+    for &g in row_group {
+        offsets[g as usize + 1] += 1;
+    }
+    for g in 0..groups {
+        offsets[g + 1] += offsets[g];
+    }
+    let mut order = vec![0usize; rows.len()];
+    let mut fill = offsets.clone();
+    for (&r, &g) in rows.iter().zip(row_group) {
+        order[fill[g as usize] as usize] = r;
+        fill[g as usize] += 1;
+    }
+    Ok((offsets, order))
+}

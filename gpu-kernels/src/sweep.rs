@@ -209,16 +209,32 @@ fn chain_key(
 
 /// The chain kernel on one CPU thread: one [`Counts`] per variant.
 pub fn chain_cpu(tape: &ChainTape<'_>, variants: &[ChainVariant]) -> Vec<Counts> {
-    let keys = tape.key_offsets.len().saturating_sub(1);
-    let words = found_words(tape.instances);
-    let mut found = vec![0u32; words];
+    per_variant_cpu(
+        tape.key_offsets,
+        tape.instances,
+        variants,
+        |v, key, c, found| chain_key(tape, v, key, c, found),
+    )
+}
+
+/// Runs `per_key(variant, key, counts, found)` over every key of every variant, one variant at
+/// a time; the found-instance bitset is cleared per variant and counted into its
+/// `instances_found`.
+fn per_variant_cpu<V>(
+    key_offsets: &[u32],
+    instances: u32,
+    variants: &[V],
+    mut per_key: impl FnMut(&V, usize, &mut Counts, &mut [u32]),
+) -> Vec<Counts> {
+    let keys = key_offsets.len().saturating_sub(1);
+    let mut found = vec![0u32; found_words(instances)];
     variants
         .iter()
         .map(|v| {
             let mut c = Counts::default();
             found.fill(0);
             for key in 0..keys {
-                chain_key(tape, v, key, &mut c, &mut found);
+                per_key(v, key, &mut c, &mut found);
             }
             c.instances_found = found.iter().map(|w| u64::from(w.count_ones())).sum();
             c
@@ -308,21 +324,12 @@ fn window_key(
 
 /// The window kernel on one CPU thread: one [`Counts`] per variant.
 pub fn window_cpu(tape: &WindowTape<'_>, variants: &[WindowVariant]) -> Vec<Counts> {
-    let keys = tape.key_offsets.len().saturating_sub(1);
-    let words = found_words(tape.instances);
-    let mut found = vec![0u32; words];
-    variants
-        .iter()
-        .map(|v| {
-            let mut c = Counts::default();
-            found.fill(0);
-            for key in 0..keys {
-                window_key(tape, v, key, &mut c, &mut found);
-            }
-            c.instances_found = found.iter().map(|w| u64::from(w.count_ones())).sum();
-            c
-        })
-        .collect()
+    per_variant_cpu(
+        tape.key_offsets,
+        tape.instances,
+        variants,
+        |v, key, c, found| window_key(tape, v, key, c, found),
+    )
 }
 
 /// WGSL of the chain kernel.

@@ -222,27 +222,9 @@ impl ChainPlan {
             row_key.push(*key_ids.entry(key).or_insert(next));
             rows.push(r);
         }
-        if rows.len() >= u32::MAX as usize {
-            return Err(SweepError::TooLarge(format!(
-                "{} events (the kernels index events with 32 bits)",
-                rows.len()
-            )));
-        }
         let keys = key_ids.len();
         self.keys.store(keys, Ordering::Relaxed);
-        let mut offsets = vec![0u32; keys + 1];
-        for &k in &row_key {
-            offsets[k as usize + 1] += 1;
-        }
-        for k in 0..keys {
-            offsets[k + 1] += offsets[k];
-        }
-        let mut order = vec![0usize; rows.len()];
-        let mut fill = offsets.clone();
-        for (&r, &k) in rows.iter().zip(&row_key) {
-            order[fill[k as usize] as usize] = r;
-            fill[k as usize] += 1;
-        }
+        let (offsets, order) = super::group_rows(&rows, &row_key, keys)?;
         let cond_rows = self.conditions.eval(batch);
         let class = target_class(&events.label_names, self.class_names());
         let csr_labels: Vec<_> = order.iter().map(|&r| events.labels[r]).collect();

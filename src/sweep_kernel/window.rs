@@ -253,27 +253,9 @@ impl WindowPlan {
             row_group.push(*group_ids.entry(key).or_insert(next));
             rows.push(r);
         }
-        if rows.len() >= u32::MAX as usize {
-            return Err(SweepError::TooLarge(format!(
-                "{} events (the kernels index events with 32 bits)",
-                rows.len()
-            )));
-        }
         let groups = group_ids.len();
         self.keys.store(groups, Ordering::Relaxed);
-        let mut offsets = vec![0u32; groups + 1];
-        for &g in &row_group {
-            offsets[g as usize + 1] += 1;
-        }
-        for g in 0..groups {
-            offsets[g + 1] += offsets[g];
-        }
-        let mut order = vec![0usize; rows.len()];
-        let mut fill = offsets.clone();
-        for (&r, &g) in rows.iter().zip(&row_group) {
-            order[fill[g as usize] as usize] = r;
-            fill[g as usize] += 1;
-        }
+        let (offsets, mut order) = super::group_rows(&rows, &row_group, groups)?;
         // Window counts do not depend on the order of a window's events: sort each group by time.
         let ts = batch.ts();
         for g in 0..groups {
