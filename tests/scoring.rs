@@ -96,9 +96,13 @@ fn tape() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Writes a test file atomically: tests run in parallel and several write (and read) the same
+/// model file, so each writes its own copy and renames it into place.
 fn write(name: &str, body: &str) -> PathBuf {
     let p = dir().join(name);
-    std::fs::write(&p, body).expect("write test file");
+    let tmp = dir().join(format!("{name}-{:?}.tmp", std::thread::current().id()));
+    std::fs::write(&tmp, body).expect("write test file");
+    std::fs::rename(&tmp, &p).expect("rename test file");
     p
 }
 
