@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use strix::cep_core::expr::ExprDisplay;
 use strix::cep_core::nfa::{AfterMatch, Contiguity, Edge, Selection, Target};
 use strix::cep_core::query::{WindowExprDisplay, format_duration};
-use strix::cep_core::rule::Program;
+use strix::cep_core::rule::{Program, ScoreSource};
 use strix::cep_core::symbol::SymbolTable;
 use strix::feeds;
 use strix::feeds::r#gen::Generator;
@@ -689,6 +689,17 @@ fn explain(file: &Path, dot: bool) -> Result<()> {
                 writeln!(out, "    {}: {}", f.name, disp.render(&f.expr))?;
             }
             writeln!(out, "  }}")?;
+        }
+        if let Some(score) = &rule.emit.score {
+            let source = match &score.source {
+                ScoreSource::Expr(e) => disp.render(e),
+                ScoreSource::Model(m) if m.is_path => format!("using \"{}\"", m.name),
+                ScoreSource::Model(m) => format!("using {}", m.name),
+            };
+            match score.threshold {
+                Some(t) => writeln!(out, "  score {source} threshold {t}")?,
+                None => writeln!(out, "  score {source}")?,
+            }
         }
         if let Some(t) = &rule.timeout {
             writeln!(out, "  on timeout emit {} {{", t.signal)?;

@@ -122,6 +122,33 @@ fn check_accepts_the_example_rules() -> Result<()> {
 }
 
 #[test]
+fn explain_shows_score_clauses() -> Result<()> {
+    let out = strix(&["explain", s(&example("creditcard.cep"))])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l == "  score using \"../models/creditcard_logistic.json\" threshold 0.5"),
+        "{stdout}"
+    );
+    let p = tmp_in("cli", "score_expr.cep");
+    std::fs::write(
+        &p,
+        "event A { x: f64 }\nrule r pattern a define a as A emit s { v: a.x } score a.x * 2\n",
+    )?;
+    let out = strix(&["explain", s(&p)])?;
+    assert!(
+        text(&out.stdout)
+            .lines()
+            .any(|l| l == "  score (last(a).x * 2)"),
+        "{}",
+        text(&out.stdout)
+    );
+    Ok(())
+}
+
+#[test]
 fn check_and_explain_show_windowed_queries() -> Result<()> {
     let p = example("debs2022.cep");
     let out = strix(&["check", s(&p)])?;
