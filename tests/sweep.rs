@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use common::{s, strix, text, tmp_in};
 use serde_json::Value;
 
@@ -188,6 +188,41 @@ fn gpu_and_cpu_kernels_and_the_engine_path_count_the_same() -> Result<()> {
 }
 
 #[test]
+fn count_threshold_query_sweeps_agree_on_cpu_and_gpu() -> Result<()> {
+    let args = [
+        "--rule",
+        "card_testing_burst",
+        "--param",
+        "burst=2..8:2",
+        "--param",
+        "tiny_max=1,2,3",
+        "--param",
+        "burst_window=2m,5m",
+    ];
+    let mut cpu_args = args.to_vec();
+    cpu_args.push("--cpu");
+    let cpu = sweep_json(&cpu_args)?;
+    assert_eq!(cpu["path"], "cpu_kernel");
+    assert_eq!(cpu["variants"], 24);
+    let c = counts(&cpu);
+    let total = cpu["instances"].as_u64().context("instances")?;
+    // Some variants find every instance and some miss some: the comparison means something.
+    assert!(
+        c.iter().any(|c| c.3 == total) && c.iter().any(|c| c.3 < total),
+        "{total}: {c:?}"
+    );
+    if gpu_kernels::test_support::context_or_skip("query sweep gpu == cpu").is_none() {
+        return Ok(());
+    }
+    let mut gpu_args = args.to_vec();
+    gpu_args.push("--gpu");
+    let gpu = sweep_json(&gpu_args)?;
+    assert_eq!(gpu["path"], "gpu_kernel");
+    assert_eq!(gpu["results"], cpu["results"]);
+    Ok(())
+}
+
+#[test]
 fn rules_outside_the_kernel_classes_run_on_the_engine_path() -> Result<()> {
     let report = sweep_json(&[
         "--rule",
@@ -319,7 +354,7 @@ fn bad_flags_and_targets_fail_with_a_clear_message() -> Result<()> {
         ),
         (
             &["--param", "probes=5"],
-            "several rules and queries; pick one with --rule NAME (rule card_testing, rule card_testing_loose, rule velocity)",
+            "several rules and queries; pick one with --rule NAME (rule card_testing, rule card_testing_loose, rule velocity, query card_testing_burst)",
         ),
         (
             &[
