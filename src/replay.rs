@@ -34,7 +34,7 @@ use crate::pipeline::merge::{SignalLine, merge};
 use crate::pipeline::{
     self, Batch, PipelineConfig, PipelineError, RunStats, ShardOutput, SignalBuffer, Sink, Worker,
 };
-use crate::scoring::{DEFAULT_SCORE_BATCH, ScoreOptions, ScoringError, SignalScorer};
+use crate::scoring::{DEFAULT_SCORE_BATCH, FeatureRows, ScoreOptions, ScoringError, SignalScorer};
 use crate::{
     Engine, EngineConfig, EngineError, LabelScore, MatcherKind, ShardSpec, Signal, SignalOrder,
     TimeOptions,
@@ -467,6 +467,7 @@ pub fn replay_run(
         },
     )?;
     let late_wanted = late.is_some();
+    let features = scorer.as_ref().map(SignalScorer::feature_rows);
     let mut sink = ReplaySink {
         signals,
         // A coercion site: the writer's own lifetime shortens to the sink's.
@@ -492,6 +493,7 @@ pub fn replay_run(
     let worker = |engine: Engine, index: u32| EngineWorker {
         engine,
         report_late: late_wanted && index == 0,
+        features: features.clone(),
     };
     let (engines, stats) = if shard_count == 0 {
         let mut w = worker(first, 0);
@@ -660,6 +662,8 @@ struct EngineWorker {
     engine: Engine,
     /// This shard reports late rows (one shard does; all see the same ones).
     report_late: bool,
+    /// Builds the feature rows of `score using` signals (`None` without such rules).
+    features: Option<FeatureRows>,
 }
 
 impl Worker for EngineWorker {
@@ -668,9 +672,10 @@ impl Worker for EngineWorker {
     fn process(&mut self, rows: &EventBatch, out: &mut ShardOutput<SignalOrder>) {
         let ShardOutput { signals, late } = out;
         let report_late = self.report_late;
+        let features = self.features.as_ref();
         self.engine.push_batch(
             rows,
-            |s| render(signals, &s),
+            |s| render(signals, &s, features),
             |row| {
                 if report_late {
                     late.push(row);
@@ -681,15 +686,24 @@ impl Worker for EngineWorker {
 
     fn finish(&mut self, out: &mut ShardOutput<SignalOrder>) {
         let signals = &mut out.signals;
-        self.engine.finish(|s| render(signals, &s));
+        let features = self.features.as_ref();
+        self.engine.finish(|s| render(signals, &s, features));
     }
 }
 
-/// Appends `s` as its JSON line (the line `strix replay` writes for it).
-fn render(out: &mut SignalBuffer<SignalOrder>, s: &Signal<'_>) {
-    out.push(s.order(), s.raw.rule, &s.raw.seq, |buf| {
-        serde_json::to_writer(buf, &s.to_json())
-    });
+/// Appends `s` as its JSON line (the line `strix replay` writes for it), with its model
+/// feature row when it is a match signal of a `score using` rule.
+fn render(out: &mut SignalBuffer<SignalOrder>, s: &Signal<'_>, features: Option<&FeatureRows>) {
+    out.push_with_features(
+        s.order(),
+        s.raw.rule,
+        &s.raw.seq,
+        |buf| serde_json::to_writer(buf, &s.to_json()),
+        |row| {
+            s.raw.kind == cep_core::signal::SignalKind::Match
+                && features.is_some_and(|f| f.push(s.raw.rule, &s.raw.fields, row))
+        },
+    );
 }
 
 /// Writes merged signals and late events, and scores signals against the tape's labels.
@@ -733,19 +747,10 @@ struct HeldEntry {
     row: Option<(usize, usize)>,
 }
 
-/// The part of a signal line the scorer reads.
-#[derive(serde::Deserialize)]
-struct LineFields {
-    signal: String,
-    fields: serde_json::Map<String, serde_json::Value>,
-}
-
 /// The scorer stage at the sink: signals in output order, held from the first model-scored one
 /// until a batch of rows is pending or the stream ends.
 struct Held {
     scorer: SignalScorer,
-    /// Per rule: the signal name of its match emit (its timeout signals are not model-scored).
-    match_signal: Vec<String>,
     lines: Vec<u8>,
     seqs: Vec<u64>,
     entries: Vec<HeldEntry>,
@@ -762,11 +767,6 @@ impl Held {
     fn new(scorer: SignalScorer, program: &cep_core::rule::Program) -> Held {
         let models = scorer.model_count();
         Held {
-            match_signal: program
-                .rules
-                .iter()
-                .map(|r| r.emit.signal.clone())
-                .collect(),
             lines: Vec::new(),
             seqs: Vec::new(),
             entries: Vec::new(),
@@ -791,19 +791,11 @@ impl Held {
             return out.write(s.rule, s.seq, s.line);
         }
         let mut row = None;
-        if let Some(m) = model {
-            let parsed: LineFields = serde_json::from_slice(s.line).map_err(|e| {
-                ReplayError::Output(std::io::Error::other(format!(
-                    "cannot read back a signal line to score it: {e}"
-                )))
-            })?;
-            if self.match_signal.get(s.rule) == Some(&parsed.signal) {
-                let rows = &mut self.rows[m];
-                let n = self.scorer.feature_count(m).max(1);
-                self.scorer.push_row_json(s.rule, &parsed.fields, rows)?;
-                row = Some((m, rows.len() / n - 1));
-                self.pending += 1;
-            }
+        if let (Some(m), Some(features)) = (model, s.features) {
+            let rows = &mut self.rows[m];
+            rows.extend_from_slice(features);
+            row = Some((m, rows.len() / self.scorer.feature_count(m).max(1) - 1));
+            self.pending += 1;
         }
         self.lines.extend_from_slice(s.line);
         self.seqs.extend_from_slice(s.seq);

@@ -188,13 +188,50 @@ pub struct ModelStats {
     pub seconds: f64,
 }
 
+/// Builds the model feature rows of signals from their emit values, in the threads that
+/// produce the signals (a cheap clone of the scorer stage's field mapping).
+#[derive(Debug, Clone)]
+pub struct FeatureRows {
+    /// Per rule: the emit field index of each model feature (`None`: not model-scored).
+    rules: Vec<Option<Vec<usize>>>,
+}
+
+impl FeatureRows {
+    /// Appends the feature row of a match signal of `rule` with emit values `fields` to `row`
+    /// and returns true; returns false (appending nothing) when the rule is not model-scored.
+    /// Values convert as in [`SignalScorer::push_row`]; symbols and enums, which the scorer
+    /// refuses when it is built, become NaN.
+    pub fn push(&self, rule: usize, fields: &[Value], row: &mut Vec<f32>) -> bool {
+        let Some(Some(features)) = self.rules.get(rule) else {
+            return false;
+        };
+        row.extend(
+            features
+                .iter()
+                .map(|&f| feature_value(fields.get(f).copied().unwrap_or(Value::Null))),
+        );
+        true
+    }
+}
+
+/// A feature value: numbers as f32, bools as 0/1, Null (and symbols or enums) as NaN.
+fn feature_value(v: Value) -> f32 {
+    match v {
+        Value::I64(x) => x as f32,
+        Value::U64(x) => x as f32,
+        Value::F64(x) => x as f32,
+        Value::Bool(b) => f32::from(u8::from(b)),
+        Value::Null | Value::Sym(_) | Value::Enum(_) => f32::NAN,
+    }
+}
+
 /// The scorer stage: see the module docs.
 #[derive(Debug)]
 pub struct SignalScorer {
     models: Vec<LoadedModel>,
     /// Per rule of the program: how its signals are scored (`None`: not by a model).
     rules: Vec<Option<RuleScoring>>,
-    /// Per rule: its name, signal name and emit field names (for messages and JSON lookups).
+    /// Per rule: its name, signal name and emit field names (for messages).
     names: Vec<(String, String, Vec<String>)>,
     batch: usize,
     row: Vec<f32>,
@@ -307,6 +344,17 @@ impl SignalScorer {
             .map_or(0, |m| m.scorer.feature_count())
     }
 
+    /// The field mapping of the model-scored rules, for building feature rows elsewhere.
+    pub fn feature_rows(&self) -> FeatureRows {
+        FeatureRows {
+            rules: self
+                .rules
+                .iter()
+                .map(|r| r.as_ref().map(|r| r.fields.clone()))
+                .collect(),
+        }
+    }
+
     /// Most rows per scoring call.
     pub fn batch(&self) -> usize {
         self.batch
@@ -334,39 +382,6 @@ impl SignalScorer {
                 Value::Sym(_) | Value::Enum(_) => {
                     return Err(self.value_error(rule, f, "a symbol or enum variant".into()));
                 }
-            });
-        }
-        Ok(())
-    }
-
-    /// As [`SignalScorer::push_row`], from the `fields` object of the signal's JSON line (as
-    /// `strix replay` writes it).
-    pub fn push_row_json(
-        &self,
-        rule: usize,
-        fields: &serde_json::Map<String, serde_json::Value>,
-        row: &mut Vec<f32>,
-    ) -> Result<(), ScoringError> {
-        let Some(Some(rs)) = self.rules.get(rule) else {
-            return Ok(());
-        };
-        let names = &self.names[rule].2;
-        for &f in &rs.fields {
-            let v = names.get(f).and_then(|n| fields.get(n));
-            row.push(match v {
-                None | Some(serde_json::Value::Null) => f32::NAN,
-                Some(serde_json::Value::Bool(b)) => f32::from(u8::from(*b)),
-                Some(serde_json::Value::Number(n)) => {
-                    // Integers convert directly: through f64 a large one would round twice.
-                    if let Some(i) = n.as_i64() {
-                        i as f32
-                    } else if let Some(u) = n.as_u64() {
-                        u as f32
-                    } else {
-                        n.as_f64().map_or(f32::NAN, |x| x as f32)
-                    }
-                }
-                Some(other) => return Err(self.value_error(rule, f, other.to_string())),
             });
         }
         Ok(())

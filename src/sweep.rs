@@ -112,7 +112,7 @@ pub enum SweepError {
         why: String,
     },
     /// `--gpu` was asked for and there is no usable adapter.
-    #[error("--gpu: no GPU adapter: {0}")]
+    #[error("--gpu: {0}")]
     NoAdapter(String),
     /// A query outside the kernel classes: the engine path scores rules only.
     #[error(
@@ -1477,7 +1477,7 @@ fn count(
                 Ok((
                     SweepPath::CpuKernel,
                     "cpu".into(),
-                    format!("{}; no GPU adapter ({e})", plan.describe()),
+                    format!("{}; {e}", plan.describe()),
                     counts,
                 ))
             }

@@ -10,7 +10,7 @@
 //! the shard count. Rendering happens in the shard threads; the sink only copies bytes.
 
 /// A signal as the sink sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SignalLine<'a, O> {
     /// Merge key.
     pub order: O,
@@ -20,6 +20,8 @@ pub struct SignalLine<'a, O> {
     pub seq: &'a [u64],
     /// The rendered line, newline included.
     pub line: &'a [u8],
+    /// The signal's model feature row, when the shard built one (`score using` rules).
+    pub features: Option<&'a [f32]>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +30,10 @@ struct Entry<O> {
     rule: usize,
     line_end: usize,
     seq_end: usize,
+    /// End of this signal's feature row in `features` (its start without one).
+    features_end: usize,
+    /// True when the shard built a feature row for it.
+    scored: bool,
 }
 
 /// Signals of one shard for one batch, rendered, with their order keys; nothing is allocated
@@ -36,6 +42,7 @@ struct Entry<O> {
 pub struct SignalBuffer<O> {
     lines: Vec<u8>,
     seqs: Vec<u64>,
+    features: Vec<f32>,
     entries: Vec<Entry<O>>,
     error: Option<String>,
 }
@@ -45,6 +52,7 @@ impl<O> Default for SignalBuffer<O> {
         Self {
             lines: Vec::new(),
             seqs: Vec::new(),
+            features: Vec::new(),
             entries: Vec::new(),
             error: None,
         }
@@ -61,16 +69,32 @@ impl<O: Copy> SignalBuffer<O> {
         seq: &[u64],
         render: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
     ) {
+        self.push_with_features(order, rule, seq, render, |_| false);
+    }
+
+    /// As [`SignalBuffer::push`], and `features` may append the signal's model feature row
+    /// (returning true when it did), so the sink scores it without reading the line back.
+    pub fn push_with_features<E: std::fmt::Display>(
+        &mut self,
+        order: O,
+        rule: usize,
+        seq: &[u64],
+        render: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+        features: impl FnOnce(&mut Vec<f32>) -> bool,
+    ) {
         if let Err(e) = render(&mut self.lines) {
             self.error.get_or_insert_with(|| e.to_string());
         }
         self.lines.push(b'\n');
         self.seqs.extend_from_slice(seq);
+        let scored = features(&mut self.features);
         self.entries.push(Entry {
             order,
             rule,
             line_end: self.lines.len(),
             seq_end: self.seqs.len(),
+            features_end: self.features.len(),
+            scored,
         });
     }
 
@@ -92,15 +116,18 @@ impl<O: Copy> SignalBuffer<O> {
     /// Signal `i` in emission order.
     fn get(&self, i: usize) -> Option<SignalLine<'_, O>> {
         let e = self.entries.get(i)?;
-        let (line_start, seq_start) = match i.checked_sub(1).and_then(|p| self.entries.get(p)) {
-            Some(p) => (p.line_end, p.seq_end),
-            None => (0, 0),
-        };
+        let prev = i.checked_sub(1).and_then(|p| self.entries.get(p));
+        let (line_start, seq_start, features_start) =
+            prev.map_or((0, 0, 0), |p| (p.line_end, p.seq_end, p.features_end));
         Some(SignalLine {
             order: e.order,
             rule: e.rule,
             seq: self.seqs.get(seq_start..e.seq_end).unwrap_or(&[]),
             line: self.lines.get(line_start..e.line_end).unwrap_or(&[]),
+            features: e
+                .scored
+                .then(|| self.features.get(features_start..e.features_end))
+                .flatten(),
         })
     }
 
@@ -113,6 +140,7 @@ impl<O: Copy> SignalBuffer<O> {
     pub fn clear(&mut self) {
         self.lines.clear();
         self.seqs.clear();
+        self.features.clear();
         self.entries.clear();
         self.error = None;
     }
