@@ -260,6 +260,44 @@ mod tests {
     }
 
     #[test]
+    fn feature_rows_travel_with_their_lines() {
+        let mut out = ShardOutput::<u32>::default();
+        let ok = |buf: &mut Vec<u8>| {
+            buf.push(b'x');
+            Ok::<(), std::fmt::Error>(())
+        };
+        out.signals.push_with_features(1, 0, &[1], ok, |row| {
+            row.extend([1.0, 2.0]);
+            true
+        });
+        out.signals.push(2, 0, &[2], ok);
+        out.signals.push_with_features(3, 0, &[3], ok, |_| true);
+        out.signals.push_with_features(4, 0, &[4], ok, |_| false);
+        out.signals.push_with_features(5, 0, &[5], ok, |row| {
+            row.push(5.0);
+            true
+        });
+        let rows: Vec<Option<Vec<f32>>> = out
+            .signals
+            .iter()
+            .map(|l| l.features.map(<[f32]>::to_vec))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                Some(vec![1.0, 2.0]),
+                None,
+                Some(vec![]),
+                None,
+                Some(vec![5.0])
+            ]
+        );
+        out.clear();
+        out.signals.push(6, 0, &[6], ok);
+        assert_eq!(out.signals.iter().next().and_then(|l| l.features), None);
+    }
+
+    #[test]
     fn a_rendering_error_is_kept_and_clear_resets() {
         let mut out = ShardOutput::<u32>::default();
         out.signals.push(1, 0, &[], |buf| {
