@@ -548,10 +548,13 @@ pub fn build_variants(
     let sweeps = parse_param_flags(param_flags, &decls)?;
     let count = variant_count(&sweeps)?;
     let mut variants = Vec::with_capacity(count);
+    // One symbol table for every variant: compiling only interns the rules' string literals, so
+    // a literal gets the same id in every variant (and the tape's symbols keep theirs), and the
+    // tape's table (one entry per card, account, ...) is copied once, not once per variant.
+    let mut syms = symbols.clone();
     for index in 0..count {
         let values = variant_values(&sweeps, index);
         let overrides: BTreeMap<String, ParamValue> = values.iter().cloned().collect();
-        let mut syms = symbols.clone();
         let program =
             pattern_lang::compile_with_params(source, Some(catalog), &mut syms, &overrides)
                 .map_err(|d| {
