@@ -92,18 +92,6 @@ pub enum ScoringError {
         /// The device error.
         source: GpuError,
     },
-    /// A signal's feature value is not a number or bool.
-    #[error("rule {rule}: signal {signal} field `{field}` is {found}, not a number or bool")]
-    Value {
-        /// Rule name.
-        rule: String,
-        /// Signal name.
-        signal: String,
-        /// The field.
-        field: String,
-        /// What it holds.
-        found: String,
-    },
     /// Scoring a batch failed.
     #[error("model {model}: {source}")]
     Score {
@@ -199,8 +187,8 @@ pub struct FeatureRows {
 impl FeatureRows {
     /// Appends the feature row of a match signal of `rule` with emit values `fields` to `row`
     /// and returns true; returns false (appending nothing) when the rule is not model-scored.
-    /// Values convert as in [`SignalScorer::push_row`]; symbols and enums, which the scorer
-    /// refuses when it is built, become NaN.
+    /// Numbers become f32, bools 0/1, Null NaN; symbols and enums, which the scorer refuses
+    /// when it is built, become NaN.
     pub fn push(&self, rule: usize, fields: &[Value], row: &mut Vec<f32>) -> bool {
         let Some(Some(features)) = self.rules.get(rule) else {
             return false;
@@ -231,8 +219,8 @@ pub struct SignalScorer {
     models: Vec<LoadedModel>,
     /// Per rule of the program: how its signals are scored (`None`: not by a model).
     rules: Vec<Option<RuleScoring>>,
-    /// Per rule: its name, signal name and emit field names (for messages).
-    names: Vec<(String, String, Vec<String>)>,
+    /// The emit field of each model feature, per rule (shared with the shards).
+    features: FeatureRows,
     batch: usize,
     row: Vec<f32>,
     out: Vec<f32>,
@@ -246,11 +234,8 @@ impl SignalScorer {
     ) -> Result<Option<SignalScorer>, ScoringError> {
         let mut models: Vec<LoadedModel> = Vec::new();
         let mut rules = Vec::with_capacity(program.rules.len());
-        let mut names = Vec::with_capacity(program.rules.len());
         for rule in &program.rules {
             let emit = &rule.emit;
-            let field_names: Vec<String> = emit.fields.iter().map(|f| f.name.clone()).collect();
-            names.push((rule.name.clone(), emit.signal.clone(), field_names));
             let Some(spec) = &emit.score else {
                 rules.push(None);
                 continue;
@@ -307,10 +292,16 @@ impl SignalScorer {
         if models.is_empty() {
             return Ok(None);
         }
+        let features = FeatureRows {
+            rules: rules
+                .iter()
+                .map(|r| r.as_ref().map(|r| r.fields.clone()))
+                .collect(),
+        };
         Ok(Some(SignalScorer {
             models,
             rules,
-            names,
+            features,
             batch: opts.batch.max(1),
             row: Vec::new(),
             out: Vec::new(),
@@ -346,55 +337,12 @@ impl SignalScorer {
 
     /// The field mapping of the model-scored rules, for building feature rows elsewhere.
     pub fn feature_rows(&self) -> FeatureRows {
-        FeatureRows {
-            rules: self
-                .rules
-                .iter()
-                .map(|r| r.as_ref().map(|r| r.fields.clone()))
-                .collect(),
-        }
+        self.features.clone()
     }
 
     /// Most rows per scoring call.
     pub fn batch(&self) -> usize {
         self.batch
-    }
-
-    /// Appends the feature row of a signal of rule `rule` with emit values `fields` to `row`.
-    /// Rules not scored by a model append nothing.
-    pub fn push_row(
-        &self,
-        rule: usize,
-        fields: &[Value],
-        row: &mut Vec<f32>,
-    ) -> Result<(), ScoringError> {
-        let Some(Some(rs)) = self.rules.get(rule) else {
-            return Ok(());
-        };
-        for &f in &rs.fields {
-            let v = fields.get(f).copied().unwrap_or(Value::Null);
-            row.push(match v {
-                Value::Null => f32::NAN,
-                Value::I64(x) => x as f32,
-                Value::U64(x) => x as f32,
-                Value::F64(x) => x as f32,
-                Value::Bool(b) => f32::from(u8::from(b)),
-                Value::Sym(_) | Value::Enum(_) => {
-                    return Err(self.value_error(rule, f, "a symbol or enum variant".into()));
-                }
-            });
-        }
-        Ok(())
-    }
-
-    fn value_error(&self, rule: usize, field: usize, found: String) -> ScoringError {
-        let (r, s, names) = &self.names[rule];
-        ScoringError::Value {
-            rule: r.clone(),
-            signal: s.clone(),
-            field: names.get(field).cloned().unwrap_or_default(),
-            found,
-        }
     }
 
     /// Scores `rows` (row-major, [`SignalScorer::feature_count`] values each) with model
@@ -436,7 +384,7 @@ impl SignalScorer {
             let mut which = Vec::new();
             for (i, s) in signals.iter().enumerate() {
                 if s.kind == SignalKind::Match && self.model_of(s.rule) == Some(model) {
-                    self.push_row(s.rule, &s.fields, &mut row)?;
+                    self.features.push(s.rule, &s.fields, &mut row);
                     which.push(i);
                 }
             }
