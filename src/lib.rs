@@ -1206,6 +1206,18 @@ fn type_names(catalog: &Catalog, types: &[TypeId]) -> String {
         .join(", ")
 }
 
+/// The label class a rule or query is scored against: the first of `names` (its signal or
+/// output name, then its own name) that names a class other than 0 (`none`) in `label_names`.
+pub fn label_class(label_names: &[String], names: &[&str]) -> Option<u16> {
+    names.iter().find_map(|n| {
+        label_names
+            .iter()
+            .position(|l| l == n)
+            .filter(|&i| i > 0)
+            .and_then(|i| u16::try_from(i).ok())
+    })
+}
+
 /// Per-rule recall and precision against a tape's ground-truth labels.
 ///
 /// A rule is scored against the label class whose name equals its signal name (or, failing

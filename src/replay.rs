@@ -443,17 +443,9 @@ pub fn replay_run(
         .rules
         .iter()
         .map(|r| {
-            if !has_labels {
-                return None;
-            }
-            let pos = |n: &str| {
-                label_names
-                    .iter()
-                    .position(|l| l == n)
-                    .filter(|&i| i > 0)
-                    .map(|i| i as u16)
-            };
-            pos(&r.emit.signal).or_else(|| pos(&r.name))
+            has_labels
+                .then(|| crate::label_class(&label_names, &[&r.emit.signal, &r.name]))
+                .flatten()
         })
         .collect();
     let scorer = SignalScorer::new(

@@ -515,24 +515,11 @@ fn target_names(program: &Program, target: Target) -> (String, String) {
 /// The label class of the target: the tape's class named like its signal (or output), else
 /// like the rule or query; 0 (none) when the tape has neither.
 pub fn target_class(label_names: &[String], program: &Program, target: Target) -> Option<u16> {
-    let pos = |n: &str| {
-        label_names
-            .iter()
-            .position(|l| l == n)
-            .filter(|&i| i > 0)
-            .and_then(|i| u16::try_from(i).ok())
+    let own = match target {
+        Target::Rule(i) => &program.rules[i].name,
+        Target::Query(i) => &program.queries[i].name,
     };
-    let (own, signal) = match target {
-        Target::Rule(i) => (
-            program.rules[i].name.clone(),
-            program.rules[i].emit.signal.clone(),
-        ),
-        Target::Query(i) => (
-            program.queries[i].name.clone(),
-            target_names(program, target).1,
-        ),
-    };
-    pos(&signal).or_else(|| pos(&own))
+    crate::label_class(label_names, &[&target_names(program, target).1, own])
 }
 
 /// Parses the parameter flags and compiles every variant against the tape's catalog.

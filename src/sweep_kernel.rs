@@ -202,17 +202,6 @@ impl KernelPlan {
     }
 }
 
-/// The label class of `names` (first that exists, id > 0) among `label_names`.
-fn target_class(label_names: &[String], names: [&str; 2]) -> Option<u16> {
-    names.iter().find_map(|n| {
-        label_names
-            .iter()
-            .position(|l| l == n)
-            .filter(|&i| i > 0)
-            .and_then(|i| u16::try_from(i).ok())
-    })
-}
-
 /// Groups `rows` by key: `row_group[i]` is the group (0..`groups`) of `rows[i]`. Returns the
 /// CSR offsets (group `g`'s rows are `order[offsets[g]..offsets[g + 1]]`) and the rows in group
 /// order, each group's rows in their original (delivery) order. The kernels index events with

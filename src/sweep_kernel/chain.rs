@@ -14,9 +14,7 @@ use cep_core::rule::{PartitionKey, Rule};
 use gpu_kernels::sweep::{ChainTape, ChainVariant, MAX_CHAIN, chain_cpu};
 
 use super::conditions::{Conditions, target_words};
-use super::{
-    DeliveredEvents, NotInClass, SweepDevice, SweepError, Variant, VariantCounts, target_class,
-};
+use super::{DeliveredEvents, NotInClass, SweepDevice, SweepError, Variant, VariantCounts};
 
 /// A strict-chain rule planned for every variant.
 #[derive(Debug, Clone)]
@@ -226,7 +224,7 @@ impl ChainPlan {
         self.keys.store(keys, Ordering::Relaxed);
         let (offsets, order) = super::group_rows(&rows, &row_key, keys)?;
         let cond_rows = self.conditions.eval(batch);
-        let class = target_class(&events.label_names, self.class_names());
+        let class = crate::label_class(&events.label_names, &self.class_names());
         let csr_labels: Vec<_> = order.iter().map(|&r| events.labels[r]).collect();
         let (target, instances) = target_words(&csr_labels, class);
         let t0 = order.iter().map(|&r| batch.ts()[r]).min().unwrap_or(0);

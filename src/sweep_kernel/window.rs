@@ -16,9 +16,7 @@ use cep_core::value::Value;
 use gpu_kernels::sweep::{ALWAYS, WindowTape, WindowVariant, window_cpu};
 
 use super::conditions::{Conditions, target_words};
-use super::{
-    DeliveredEvents, NotInClass, SweepDevice, SweepError, Variant, VariantCounts, target_class,
-};
+use super::{DeliveredEvents, NotInClass, SweepDevice, SweepError, Variant, VariantCounts};
 
 /// One variant's window in ns.
 #[derive(Debug, Clone, Copy)]
@@ -301,7 +299,7 @@ impl WindowPlan {
             })
             .collect();
         let cond_rows = self.conditions.eval(batch);
-        let class = target_class(&events.label_names, self.class_names());
+        let class = crate::label_class(&events.label_names, &self.class_names());
         let csr_labels: Vec<_> = order.iter().map(|&r| events.labels[r]).collect();
         let (target, instances) = target_words(&csr_labels, class);
         let mut masks = Vec::with_capacity(2 * order.len());
